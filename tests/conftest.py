@@ -127,3 +127,18 @@ def wait_until(predicate: Any, *, timeout: float = 60.0, interval: float = 0.25,
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what or predicate}; last={last!r}")
+
+
+@pytest.fixture
+def operator_namespace(namespace: str) -> Iterator[str]:
+    """A namespace with the real operator Deployment (deploy/local) running in it.
+
+    Only for tests that need the operator as a pod; most operator tests run it as a process.
+    """
+    from tests.operator_deploy import deploy, undeploy
+
+    deploy(namespace)
+    try:
+        yield namespace
+    finally:
+        undeploy(namespace)
