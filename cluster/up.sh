@@ -97,7 +97,7 @@ start_daemon kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig "$STATE/kcm.kubeconfig" --leader-elect=false \
     --bind-address 127.0.0.1 --port 0 --secure-port 10257 \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/apiserver.crt" \
-    --use-service-account-credentials=false \
+    --use-service-account-credentials=true \
     --controllers '*,-nodeipam,-cloud-node-lifecycle,-route,-service' \
     --concurrent-namespace-syncs 20 --concurrent-gc-syncs 40 \
     --kube-api-qps 200 --kube-api-burst 400
