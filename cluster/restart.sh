@@ -7,4 +7,4 @@ down="${2:-0}"
 [[ -f "$(pid_file "$name")" ]] || { log "$name is not managed here"; exit 2; }
 stop_daemon "$name"
 sleep "$down"
-bash "$(dirname "$0")/up.sh" >/dev/null
+TRIAGE_SKIP_IMAGES=1 bash "$(dirname "$0")/up.sh" >/dev/null

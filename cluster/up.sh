@@ -15,7 +15,7 @@ healthy() {
 
 if [[ -f "$KUBECONFIG_OUT" ]] && healthy; then
     log "cluster already healthy; reusing it"
-    bash "$HERE/images.sh"
+    [[ "${TRIAGE_SKIP_IMAGES:-0}" == 1 ]] || bash "$HERE/images.sh"
     echo "$KUBECONFIG_OUT"
     exit 0
 fi
@@ -146,7 +146,7 @@ start_daemon containerd containerd --config "$CTRD/config.toml"
 wait_for containerd 30 ctr --address /run/containerd/containerd.sock version
 
 # --- images (pause, runner, tools, operator) ---------------------------------------------
-bash "$HERE/images.sh"
+[[ "${TRIAGE_SKIP_IMAGES:-0}" == 1 ]] || bash "$HERE/images.sh"
 
 # --- kubelet ----------------------------------------------------------------------------
 cat >"$STATE/kubelet-config.yaml" <<EOF
