@@ -1,0 +1,71 @@
+"""Rendering: every synthetic shape and every recorded run gives the three outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.report.conftest import ALL_RUNS, materialize
+from triage.report import load_run, render_report, summarize
+
+pytestmark = pytest.mark.unit
+
+# Anything that could make the browser fetch: the report must be one self-contained file.
+NETWORK_REFS = re.compile(r"""(?:src|href)\s*=\s*["'](?!data:|#)|<link\b|@import|url\(""", re.I)
+
+
+@pytest.mark.parametrize("name", ALL_RUNS)
+def test_report_renders_all_outputs(name: str, tmp_path: Path) -> None:
+    run_dir = materialize(name, tmp_path)
+    s = summarize(load_run(run_dir))
+    written = render_report(s, out_dir=run_dir)
+    assert written.html is not None
+    html = written.html.read_text()
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    assert not NETWORK_REFS.search(html), NETWORK_REFS.search(html)
+    expected = int(re.search(r'data-figures-expected="(\d+)"', html).group(1))  # type: ignore[union-attr]
+    assert html.count('<img class="figure"') == expected >= 1
+    # Headline first: the verdict comes before the first figure.
+    assert html.index('id="verdict"') < html.index("<figure") < html.index('id="run"')
+    summary = json.loads(written.json.read_text())
+    assert summary["schema"] == 1 and summary["run_id"] == s.run_id
+    md = written.markdown.read_text()
+    assert md.startswith("### ") and s.run_id in md
+
+
+def test_oom_report_mentions_the_headline_numbers(oom_run: Path) -> None:
+    s = summarize(load_run(oom_run))
+    written = render_report(s, out_dir=oom_run / "out")
+    html = written.html.read_text()  # type: ignore[union-attr]
+    assert f"OOMKilled at {s.oom_sessions:,} sessions" in html
+    assert "Crash loop likely" in html
+    assert s.recommendation is not None and s.recommendation.quantity in html
+    assert "Top allocation sites" in html and "_store_object" in html
+    assert "created → running" in html
+    md = written.markdown.read_text()
+    assert "Bytes per session" in md and s.recommendation.quantity in md
+    assert "🔴" in md
+    for fig in ("memory-vs-sessions", "fit", "batches", "restarts", "memray-heap", "latency"):
+        assert f'id="fig-{fig}"' in html
+
+
+def test_empty_samples_still_render(tmp_path: Path, oom_run: Path) -> None:
+    path = oom_run / "samples.csv"
+    path.write_text(path.read_text().splitlines()[0] + "\n")
+    s = summarize(load_run(oom_run))
+    written = render_report(s, out_dir=tmp_path / "out")
+    assert "samples.csv has no rows" in written.html.read_text()  # type: ignore[union-attr]
+
+
+def test_interrupted_run_gets_a_warning_verdict(tmp_path: Path) -> None:
+    run_dir = materialize("survived-bare", tmp_path)
+    meta = json.loads((run_dir / "run.json").read_text())
+    meta["outcome"] = {"status": "interrupted", "message": "Ctrl-C after batch 4"}
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    written = render_report(summarize(load_run(run_dir)), out_dir=run_dir)
+    html = written.html.read_text()  # type: ignore[union-attr]
+    assert 'class="verdict warn"' in html and "Run interrupted" in html
+    assert "🟡" in written.markdown.read_text()
