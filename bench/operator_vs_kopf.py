@@ -1,0 +1,174 @@
+"""Our operator against kopf, side by side in one run, on the same cluster and the same data.
+
+kopf is the established Python operator framework; with one no-op event handler on
+AgenticSessions it caches nothing and reconciles nothing, so it is the floor a Python
+operator built the usual way (with the `kubernetes` package installed) starts from. Both run
+as processes on this machine against the same sessions; RSS is read from /proc. Results: a
+table on stdout and bench/results/operator_vs_kopf.json (medians of --repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "bench"))
+sys.path.insert(0, str(REPO))
+
+from operator_memory import Loader, _now, free_port, proc_status, run_operator  # noqa: E402
+
+from agentic_operator._kube import KubeClient, load_config  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+KOPF_HANDLER = """
+import kopf
+
+@kopf.on.event("vteam.ambient-code", "v1alpha1", "agenticsessions")
+def noop(**_):
+    pass
+"""
+
+
+def run_kopf(
+    kubeconfig: str, *, expected: int, settle: float = 5.0, timeout: float = 300
+) -> dict[str, Any]:
+    """Start kopf, wait until it has seen every session, let it settle, read its RSS."""
+    kopf_bin = shutil.which("kopf", path=str(Path(sys.executable).parent))
+    if kopf_bin is None:
+        raise SystemExit("kopf is not installed: pip install '.[bench]'")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        handler = Path(tmp) / "noop.py"
+        handler.write_text(KOPF_HANDLER)
+        log = open(Path(tmp) / "kopf.log", "wb")  # noqa: SIM115
+        t0 = time.monotonic()
+        proc = subprocess.Popen(
+            [
+                kopf_bin,
+                "run",
+                "--standalone",
+                "--all-namespaces",
+                "--verbose",
+                f"--liveness=http://127.0.0.1:{port}/healthz",
+                str(handler),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": kubeconfig},
+        )
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError((Path(tmp) / "kopf.log").read_text()[-2000:])
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.1)
+                if time.monotonic() - t0 > timeout:
+                    raise TimeoutError("kopf did not become live")
+            ready = time.monotonic() - t0
+            # kopf logs each handled event at --verbose; wait until it has seen them all.
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                seen = (Path(tmp) / "kopf.log").read_bytes().count(b"Handler 'noop' succeeded")
+                if seen >= expected:
+                    break
+                time.sleep(0.5)
+            time.sleep(settle)
+            samples = []
+            for _ in range(3):
+                samples.append(proc_status(proc.pid)["VmRSS"])
+                time.sleep(0.5)
+            return {
+                "ready_seconds": round(ready, 3),
+                "rss_steady": int(statistics.median(samples)),
+                "hwm": proc_status(proc.pid)["VmHWM"],
+            }
+        finally:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    os.kill(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            log.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("TRIAGE_KUBECONFIG", str(Path.home() / ".kube/triage-local.yaml")),
+    )
+    p.add_argument("--sessions", type=int, default=5000, help="terminal sessions, 10 per namespace")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--keep", action="store_true")
+    args = p.parse_args(argv)
+
+    kube = KubeClient(load_config(kubeconfig=args.kubeconfig), max_connections=28)
+    loader = Loader(kube, threads=24)
+    result: dict[str, Any] = {
+        "benchmark": "operator_vs_kopf",
+        "started_at": _now(),
+        "sessions": args.sessions,
+    }
+    loader.cleanup(("bench-k-",))
+    rows: dict[str, dict[str, list[int]]] = {
+        "agentic-operator": {"idle": [], "loaded": []},
+        "kopf": {"idle": [], "loaded": []},
+    }
+    for _ in range(args.repeats):
+        rows["agentic-operator"]["idle"].append(run_operator(args.kubeconfig).rss_steady)
+        rows["kopf"]["idle"].append(run_kopf(args.kubeconfig, expected=0)["rss_steady"])
+    ns = loader.namespaces("bench-k", args.sessions // 10)
+    loader.sessions(ns, per_ns=10, phase="Completed")
+    loader.manage(ns)
+    # The cluster may hold other sessions (other benchmarks); kopf sees them all, so count them.
+    total = len(
+        kube.get(
+            "/apis/vteam.ambient-code/v1alpha1/agenticsessions", params={"limit": "100000"}
+        ).get("items", [])
+    )
+    for _ in range(args.repeats):
+        rows["agentic-operator"]["loaded"].append(run_operator(args.kubeconfig).rss_steady)
+        rows["kopf"]["loaded"].append(run_kopf(args.kubeconfig, expected=total)["rss_steady"])
+    if not args.keep:
+        loader.cleanup(("bench-k-",))
+
+    summary: dict[str, Any] = {}
+    for name, r in rows.items():
+        idle, loaded = statistics.median(r["idle"]), statistics.median(r["loaded"])
+        summary[name] = {
+            "idle_rss": idle,
+            "loaded_rss": loaded,
+            "bytes_per_session": (loaded - idle) / max(total, 1),
+            "runs": r,
+        }
+    result["sessions_in_cluster"] = total
+    result["results"] = summary
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "operator_vs_kopf.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'':18} {'idle RSS':>10} {'RSS with ' + str(total):>16} {'B/session':>10}")
+    for name, s in summary.items():
+        print(
+            f"{name:18} {s['idle_rss'] / 2**20:9.1f}M {s['loaded_rss'] / 2**20:15.1f}M {s['bytes_per_session']:10.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
