@@ -1,0 +1,118 @@
+"""Ten workers reconciling the same sessions at once: one runner pod each, no lost update."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentic_operator._kube import ApiError, KubeClient
+from agentic_operator._session_store import view
+from tests.conftest import wait_until
+from tests.operator.conftest import get_session, new_session, phase, sessions_path, start_in_process
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.slow]
+
+SESSIONS = ("c0", "c1", "c2", "c3", "c4")
+
+
+def _counter(registry: Any, name: str, *labels: str) -> float:
+    fam = registry.get(name)
+    return 0.0 if fam is None else float(fam.get(*labels))
+
+
+def test_ten_workers_make_one_pod_and_lose_no_status_update(
+    kube: KubeClient, project: str, kubeconfig: Path
+) -> None:
+    ns = project
+    # Controllers off: the test's own ten threads are the only reconcilers.
+    holder = start_in_process(kubeconfig, controllers=False)
+    try:
+        for name in SESSIONS:
+            new_session(kube, ns, name)
+        reconcile = holder.op.session_reconciler
+        keys = [f"{ns}/{n}" for n in SESSIONS]
+        wait_until(
+            lambda: all(holder.op.sessions.get(k) is not None for k in keys),
+            timeout=20,
+            what="cache",
+        )
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        writes = dict.fromkeys(SESSIONS, 0)
+
+        def worker() -> None:
+            try:
+                while not stop.is_set():
+                    for key in keys:
+                        reconcile(key)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        def backend() -> None:
+            # Another writer of the status (as the platform backend is): a merge patch
+            # applies to whatever is stored, so only a stale full PUT could undo it.
+            try:
+                while not stop.is_set():
+                    for name in SESSIONS:
+                        try:
+                            kube.patch(
+                                sessions_path(ns, name, "status"),
+                                {"status": {"sdkRestartCount": writes[name] + 1}},
+                            )
+                            writes[name] += 1
+                        except ApiError as e:
+                            if e.status != 409:
+                                raise
+                    time.sleep(0.01)
+            except BaseException as e:  # pragma: no cover
+                errors.append(e)
+
+        threads = [threading.Thread(target=worker) for _ in range(10)]
+        threads.append(threading.Thread(target=backend))
+        for t in threads:
+            t.start()
+        try:
+            wait_until(
+                lambda: all(phase(kube, ns, n) == "Running" for n in SESSIONS),
+                timeout=120,
+                what="all sessions Running under contention",
+            )
+            time.sleep(3)  # keep hammering Running sessions for a while
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(60)
+        assert not errors, errors
+
+        pods = kube.list(
+            f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": "app=ambient-code-runner"}
+        )
+        by_session: dict[str, int] = {}
+        for pod in pods["items"]:
+            s = pod["metadata"]["labels"]["agentic-session"]
+            by_session[s] = by_session.get(s, 0) + 1
+        assert by_session == dict.fromkeys(SESSIONS, 1)
+
+        reg = holder.op.metrics.registry
+        assert reg.get("ambient_pod_creation_duration_seconds").count() == len(SESSIONS)  # type: ignore[union-attr]
+        # (None -> Pending may be the CRD default applied by the backend's first write.)
+        for a, b in (("Pending", "Creating"), ("Creating", "Running")):
+            assert _counter(reg, "ambient_session_phase_transitions_total", a, b) == len(
+                SESSIONS
+            ), (a, b)
+
+        for name in SESSIONS:
+            obj = get_session(kube, ns, name)
+            assert obj is not None
+            assert obj["status"]["sdkRestartCount"] == writes[name], name
+            assert obj["status"]["startTime"]
+            types = [c["type"] for c in obj["status"]["conditions"]]
+            assert len(types) == len(set(types))
+            v = view(holder.op.sessions.get(f"{ns}/{name}"))  # type: ignore[arg-type]
+            assert v.phase == "Running"
+    finally:
+        holder.close()
