@@ -127,46 +127,47 @@ def main(argv: list[str] | None = None) -> int:
         "sessions": args.sessions,
     }
     loader.cleanup(("bench-k-",))
-    rows: dict[str, dict[str, list[int]]] = {
-        "agentic-operator": {"idle": [], "loaded": []},
-        "kopf": {"idle": [], "loaded": []},
-    }
-    for _ in range(args.repeats):
-        rows["agentic-operator"]["idle"].append(run_operator(args.kubeconfig).rss_steady)
-        rows["kopf"]["idle"].append(run_kopf(args.kubeconfig, expected=0)["rss_steady"])
-    ns = loader.namespaces("bench-k", args.sessions // 10)
-    loader.sessions(ns, per_ns=10, phase="Completed")
-    loader.manage(ns)
-    # The cluster may hold other sessions (other benchmarks); kopf sees them all, so count them.
-    total = len(
-        kube.get(
-            "/apis/vteam.ambient-code/v1alpha1/agenticsessions", params={"limit": "100000"}
-        ).get("items", [])
-    )
-    for _ in range(args.repeats):
-        rows["agentic-operator"]["loaded"].append(run_operator(args.kubeconfig).rss_steady)
-        rows["kopf"]["loaded"].append(run_kopf(args.kubeconfig, expected=total)["rss_steady"])
+
+    def count() -> int:
+        path = "/apis/vteam.ambient-code/v1alpha1/agenticsessions"
+        return len(kube.get(path, params={"limit": "100000"}).get("items", []))
+
+    # Both operators see every session in the cluster, including any left by other runs:
+    # measure at two sizes, each after both have processed everything, and take the slope.
+    points: dict[str, dict[str, Any]] = {}
+    for label in ("before", "after"):
+        if label == "after":
+            ns = loader.namespaces("bench-k", args.sessions // 10)
+            loader.sessions(ns, per_ns=10, phase="Completed")
+            loader.manage(ns)
+        total = count()
+        ours = [run_operator(args.kubeconfig).rss_steady for _ in range(args.repeats)]
+        kopf = [
+            run_kopf(args.kubeconfig, expected=total)["rss_steady"] for _ in range(args.repeats)
+        ]
+        points[label] = {"sessions": total, "agentic-operator": ours, "kopf": kopf}
     if not args.keep:
         loader.cleanup(("bench-k-",))
 
+    added = points["after"]["sessions"] - points["before"]["sessions"]
     summary: dict[str, Any] = {}
-    for name, r in rows.items():
-        idle, loaded = statistics.median(r["idle"]), statistics.median(r["loaded"])
+    for name in ("agentic-operator", "kopf"):
+        lo = statistics.median(points["before"][name])
+        hi = statistics.median(points["after"][name])
         summary[name] = {
-            "idle_rss": idle,
-            "loaded_rss": loaded,
-            "bytes_per_session": (loaded - idle) / max(total, 1),
-            "runs": r,
+            "rss_before": lo,
+            "rss_after": hi,
+            "bytes_per_session": (hi - lo) / max(added, 1),
         }
-    result["sessions_in_cluster"] = total
+    result["points"] = points
     result["results"] = summary
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "operator_vs_kopf.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{'':18} {'idle RSS':>10} {'RSS with ' + str(total):>16} {'B/session':>10}")
-    for name, s in summary.items():
-        print(
-            f"{name:18} {s['idle_rss'] / 2**20:9.1f}M {s['loaded_rss'] / 2**20:15.1f}M {s['bytes_per_session']:10.0f}"
-        )
+    before, after = points["before"]["sessions"], points["after"]["sessions"]
+    print(f"{'':18} {f'RSS @ {before}':>14} {f'RSS @ {after}':>14} {'B/session':>10}")
+    for name, row in summary.items():
+        lo, hi, per = row["rss_before"] / 2**20, row["rss_after"] / 2**20, row["bytes_per_session"]
+        print(f"{name:18} {lo:13.1f}M {hi:13.1f}M {per:10.0f}")
     return 0
 
 
