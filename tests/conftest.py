@@ -110,14 +110,14 @@ def namespace(request: pytest.FixtureRequest, api_client: Any, crds: None) -> It
 
 
 @pytest.fixture
-def managed_namespace(
-    request: pytest.FixtureRequest, api_client: Any, crds: None
-) -> Iterator[str]:
+def managed_namespace(request: pytest.FixtureRequest, api_client: Any, crds: None) -> Iterator[str]:
     """A fresh namespace labelled ambient-code.io/managed=true, deleted after the test."""
     yield from _make_namespace(request, api_client, {"ambient-code.io/managed": "true"})
 
 
-def wait_until(predicate: Any, *, timeout: float = 60.0, interval: float = 0.25, what: str = "") -> Any:
+def wait_until(
+    predicate: Any, *, timeout: float = 60.0, interval: float = 0.25, what: str = ""
+) -> Any:
     """Poll `predicate` until it returns a truthy value; fail the test on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None

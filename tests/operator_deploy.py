@@ -24,10 +24,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render(namespace: str, *, metrics_port: int, health_port: int, env: dict[str, str]) -> list[dict[str, Any]]:
+def render(
+    namespace: str, *, metrics_port: int, health_port: int, env: dict[str, str]
+) -> list[dict[str, Any]]:
     """The local overlay's objects, moved into `namespace`, CRDs and cluster roles left out."""
-    subprocess.run(["bash", str(REPO / "cluster" / "operator-venv.sh")], check=True, capture_output=True)
-    docs = [d for d in yaml.safe_load_all(kubectl("kustomize", str(REPO / "deploy" / "local"))) if d]
+    subprocess.run(
+        ["bash", str(REPO / "cluster" / "operator-venv.sh")], check=True, capture_output=True
+    )
+    docs = [
+        d for d in yaml.safe_load_all(kubectl("kustomize", str(REPO / "deploy" / "local"))) if d
+    ]
     out: list[dict[str, Any]] = []
     for doc in docs:
         kind = doc["kind"]
@@ -62,15 +68,29 @@ def render(namespace: str, *, metrics_port: int, health_port: int, env: dict[str
     return out
 
 
-def deploy(namespace: str, *, env: dict[str, str] | None = None, wait: bool = True) -> dict[str, int]:
+def deploy(
+    namespace: str, *, env: dict[str, str] | None = None, wait: bool = True
+) -> dict[str, int]:
     """Apply the operator into `namespace`; return its ports."""
     ports = {"metrics": free_port(), "health": free_port()}
-    docs = render(namespace, metrics_port=ports["metrics"], health_port=ports["health"], env=env or {})
-    kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    docs = render(
+        namespace, metrics_port=ports["metrics"], health_port=ports["health"], env=env or {}
+    )
+    kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    )
     if wait:
-        kubectl("-n", namespace, "rollout", "status", "deployment/agentic-operator", "--timeout=180s")
+        kubectl(
+            "-n", namespace, "rollout", "status", "deployment/agentic-operator", "--timeout=180s"
+        )
     return ports
 
 
 def undeploy(namespace: str) -> None:
-    kubectl("delete", "clusterrolebinding", f"agentic-operator-{namespace}", "--ignore-not-found", check=False)
+    kubectl(
+        "delete",
+        "clusterrolebinding",
+        f"agentic-operator-{namespace}",
+        "--ignore-not-found",
+        check=False,
+    )

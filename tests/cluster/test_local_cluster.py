@@ -19,7 +19,14 @@ import pytest
 from tests.conftest import REPO, kubectl, wait_until
 
 STATE = Path(os.environ.get("TRIAGE_CLUSTER_STATE", "/var/lib/triage-local"))
-DAEMONS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "containerd", "kubelet")
+DAEMONS = (
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "containerd",
+    "kubelet",
+)
 
 
 def _pod(namespace: str, name: str) -> dict[str, Any]:
@@ -76,7 +83,11 @@ def test_kubelet_stats_report_container_memory_through_the_apiserver(namespace: 
         "metadata": {"name": "idle", "namespace": namespace},
         "spec": {
             "containers": [
-                {"name": "idle", "image": "localhost/ambient-runner:dev", "imagePullPolicy": "Never"}
+                {
+                    "name": "idle",
+                    "image": "localhost/ambient-runner:dev",
+                    "imagePullPolicy": "Never",
+                }
             ]
         },
     }
