@@ -61,9 +61,9 @@ deploy: venv image ## Deploy CRDs, RBAC and the operator Deployment, wait for ro
 
 .PHONY: demo
 demo: venv cluster-up deploy ## End to end: reproduce an OOMKill and render the HTML report
-	$(VENV)/bin/triage reproduce --kubeconfig $(TRIAGE_KUBECONFIG) --mem-limit 96Mi \
-	    --set-env AGENTIC_CACHE_MODE=full --namespaces 60 --sessions-per-ns 100 \
-	    --batch-size 500 --profile memray --cleanup --out reports/demo
+	$(VENV)/bin/triage reproduce --kubeconfig $(TRIAGE_KUBECONFIG) --mem-limit 128Mi \
+	    --set-env AGENTIC_CACHE_MODE=full --namespaces 200 --sessions-per-ns 100 \
+	    --batch-size 5 --max-batches 40 --profile memray --cleanup --out reports/demo
 	$(VENV)/bin/triage report reports/demo
 
 .PHONY: test

@@ -1,0 +1,194 @@
+"""Session creation throughput: the upstream kubectl loop against triage's loader, one run.
+
+The upstream reproducer created each session with one `kubectl apply` and moved it to
+Completed with one `kubectl patch` of the status: a process, a kubeconfig parse and a TLS
+handshake per request. Measuring both ways in the same run, on the same cluster, under the
+same background load, is the only comparison that means anything on a shared machine; the
+loader's number includes creating and labelling its namespaces, the kubectl loop's does not.
+
+    .venv/bin/python bench/load_throughput.py [--kubectl-sessions 30] [--loader-sessions 2000]
+
+Prints a table and writes bench/results/load_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from triage import load  # noqa: E402
+from triage.kube import Cluster, connect  # noqa: E402
+from triage.scenario import get  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "load_throughput.json"
+
+
+def _run_id(tag: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-bench{tag}-{secrets.token_hex(2)}"
+
+
+def _kubectl(kubeconfig: str, *args: str, stdin: bytes | None = None) -> None:
+    proc = subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, *args],
+        input=stdin,
+        capture_output=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"kubectl {' '.join(args)}: {proc.stderr.decode().strip()}")
+
+
+def status_patch_args(kubeconfig: str, namespace: str, name: str, patch: str) -> list[str]:
+    """`kubectl patch --subresource=status` (kubectl >= 1.24), which a 1.20 server accepts."""
+    return [
+        "-n", namespace, "patch", "agenticsession", name,
+        "--subresource=status", "--type=merge", "-p", patch,
+    ]  # fmt: skip
+
+
+def kubectl_way(cluster: Cluster, kubeconfig: str, sessions: int) -> dict[str, Any]:
+    """The upstream loop: apply, then patch the status, one session at a time."""
+    run_id = _run_id("k")
+    ns = load.namespace_name(run_id, 0)
+    cluster.json(
+        "POST",
+        "/api/v1/namespaces",
+        body=json.loads(load.namespace_body(ns, run_id=run_id, managed=False)),
+    )
+    status = json.dumps(json.loads(load.status_body("Completed")), separators=(",", ":"))
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = []
+            for j in range(sessions):
+                path = Path(tmp) / f"s{j}.json"
+                path.write_bytes(
+                    load.session_body(
+                        namespace=ns, name=load.session_name(0, j), run_id=run_id, n=j
+                    )
+                )
+                files.append(path)
+            t0 = time.monotonic()
+            for j, path in enumerate(files):
+                _kubectl(kubeconfig, "apply", "-f", str(path))
+                _kubectl(
+                    kubeconfig, *status_patch_args(kubeconfig, ns, load.session_name(0, j), status)
+                )
+            seconds = time.monotonic() - t0
+    finally:
+        load.cleanup(cluster, run_id=run_id, timeout=120)
+    return {"sessions": sessions, "seconds": seconds, "rate": sessions / seconds}
+
+
+def loader_way(
+    cluster: Cluster, sessions: int, *, concurrency: int, per_ns: int = 100
+) -> dict[str, Any]:
+    """triage's loader: namespaces + sessions + status writes over one pool."""
+    run_id = _run_id("l")
+    namespaces = max(sessions // per_ns, 1)
+    scenario = get("terminal-sessions").sized(
+        namespaces=namespaces, sessions_per_ns=per_ns, batch_size=namespaces
+    )
+    try:
+        with load.Loader(
+            cluster, run_id=run_id, concurrency=concurrency, session_phase="Completed"
+        ) as loader:
+            result = loader.run_batch(scenario.plan()[0])
+    finally:
+        load.cleanup(cluster, run_id=run_id, timeout=300)
+    return {"sessions": result.sessions, "seconds": result.seconds, "rate": result.rate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get(
+            "TRIAGE_KUBECONFIG", str(Path.home() / ".kube" / "triage-local.yaml")
+        ),
+    )
+    parser.add_argument("--kubectl-sessions", type=int, default=30)
+    parser.add_argument("--loader-sessions", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+
+    console = Console()
+    cluster = connect(kubeconfig=args.kubeconfig, context=None)
+    runs: dict[str, list[dict[str, Any]]] = {"kubectl": [], "loader": []}
+    for i in range(args.repeats):
+        # Interleaved, so a burst of background load hits both ways alike.
+        runs["kubectl"].append(kubectl_way(cluster, args.kubeconfig, args.kubectl_sessions))
+        runs["loader"].append(
+            loader_way(cluster, args.loader_sessions, concurrency=args.concurrency)
+        )
+        console.print(
+            f"repeat {i + 1}: kubectl {runs['kubectl'][-1]['rate']:.1f}/s, "
+            f"loader {runs['loader'][-1]['rate']:.1f}/s",
+            highlight=False,
+        )
+    median = {k: statistics.median(r["rate"] for r in v) for k, v in runs.items()}
+    ratio = median["loader"] / median["kubectl"]
+
+    table = Table(title="AgenticSession creation incl. status write (sessions/s)")
+    table.add_column("way")
+    table.add_column("sessions per repeat", justify="right")
+    for i in range(args.repeats):
+        table.add_column(f"#{i + 1}", justify="right")
+    table.add_column("median", justify="right")
+    table.add_row(
+        "kubectl apply + patch (upstream)",
+        str(args.kubectl_sessions),
+        *(f"{r['rate']:.1f}" for r in runs["kubectl"]),
+        f"{median['kubectl']:.1f}",
+    )
+    table.add_row(
+        f"triage loader (concurrency {args.concurrency})",
+        str(args.loader_sessions),
+        *(f"{r['rate']:.1f}" for r in runs["loader"]),
+        f"{median['loader']:.1f}",
+    )
+    table.caption = f"ratio {ratio:.0f}x (target >= 100x); loader target >= 500/s"
+    console.print(table)
+
+    out = {
+        "schema": 1,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cluster": {"context": cluster.context, "server": cluster.server},
+        "host": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg": os.getloadavg(),
+        },
+        "kubectl_sessions": args.kubectl_sessions,
+        "loader_sessions": args.loader_sessions,
+        "concurrency": args.concurrency,
+        "runs": runs,
+        "median_sessions_per_second": median,
+        "ratio": ratio,
+        "targets": {"ratio": 100, "loader_sessions_per_second": 500},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    console.print(f"wrote {args.out}", highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

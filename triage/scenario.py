@@ -1,0 +1,280 @@
+"""Declarative load scenarios: what a run creates, batch by batch, read from YAML.
+
+The upstream reproducer hard-coded one load shape (terminal sessions) in shell. Memory
+questions differ by shape: terminal sessions measure pure cache cost, Running ones the
+per-live-session state, noise pods whether caches are scoped at all, bursts the startup
+latency. Keeping the shapes as data (triage/scenarios/*.yaml) lets `triage ci` and a person at
+a terminal run exactly the same thing, and lets a reviewer read a scenario without code.
+
+A scenario compiles to a list of `BatchPlan`s; the loader only ever executes plans, so a new
+scenario is a new YAML file unless it needs a new kind of object.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from triage.errors import UsageError
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
+PHASES = frozenset({"Completed", "Running", "Failed", "Stopped"})
+#: Sizes `triage ci` asks for; "full" is the scenario's own defaults.
+SIZES = ("full", "ci", "small")
+_SIZE_KEYS = frozenset(
+    {"namespaces", "sessions_per_ns", "batch_size", "noise_pods_per_ns", "churn_rounds", "scale"}
+)
+_MIX_KEYS = ("sessions", "project_settings", "namespaces", "pods", "runner_pods")
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    """One namespace of a batch and everything the run creates in it."""
+
+    index: int  # global across the run, names are oom-repro-<run>-NNNN
+    sessions: int
+    managed: bool
+    noise_pods: int = 0
+    #: Sessions (the first N of the namespace) that are Running with a runner pod we create.
+    runner_pods: int = 0
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    number: int  # 1-based
+    namespaces: tuple[NamespacePlan, ...]
+    #: Status rewrites of every session created so far (condition-churn), after creation.
+    churn_rounds: int = 0
+
+    @property
+    def sessions(self) -> int:
+        return sum(ns.sessions for ns in self.namespaces)
+
+    @property
+    def pods(self) -> int:
+        return sum(ns.noise_pods + ns.runner_pods for ns in self.namespaces)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    #: Phase the sessions are moved to through the status subresource; None leaves them to
+    #: the operator (Pending, it starts runners).
+    session_phase: str | None
+    namespaces: int
+    sessions_per_ns: int
+    batch_size: int  # namespaces per batch
+    managed: bool = True
+    noise_pods_per_ns: int = 0
+    churn_rounds: int = 0
+    burst: bool = False
+    latency_timeout: float = 180.0
+    mix: Mapping[str, int] | None = None
+    scale: float = 1.0
+    default: bool = False
+    sizes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def creates_runner_pods(self) -> bool:
+        """Whether the operator is expected to start real runner pods for this load."""
+        return self.session_phase is None and self.sessions_per_ns > 0
+
+    def sized(
+        self,
+        size: str = "full",
+        *,
+        namespaces: int | None = None,
+        sessions_per_ns: int | None = None,
+        batch_size: int | None = None,
+    ) -> Scenario:
+        """This scenario at a named size, then with explicit command-line overrides."""
+        if size not in SIZES:
+            raise UsageError(f"unknown size {size!r}; known sizes: {', '.join(SIZES)}")
+        out = self
+        if size != "full":
+            out = replace(out, **dict(self.sizes.get(size, {})))
+        if out.mix:
+            # A mix is sized by its scale factor; --namespaces picks the factor that gives
+            # that many namespaces, and per-namespace counts follow the production ratios.
+            scale = out.scale if namespaces is None else namespaces / out.mix["namespaces"]
+            out = resize_mix(out, scale=scale)
+            namespaces = sessions_per_ns = None
+        overrides: dict[str, Any] = {}
+        if namespaces is not None:
+            overrides["namespaces"] = namespaces
+        if sessions_per_ns is not None:
+            overrides["sessions_per_ns"] = sessions_per_ns
+        if batch_size is not None:
+            overrides["batch_size"] = batch_size
+        out = replace(out, **overrides)
+        out._check()
+        return out
+
+    def _check(self) -> None:
+        for key in ("namespaces", "batch_size"):
+            if getattr(self, key) < 1:
+                raise UsageError(f"--{key.replace('_', '-')} must be at least 1")
+        if self.sessions_per_ns < 0:
+            raise UsageError("--sessions-per-ns must be 0 or more")
+
+    # -- compiling to batches -----------------------------------------------------------------
+
+    def totals(self) -> dict[str, int]:
+        """What a complete run creates, for `scenarios show` and the live view."""
+        plans = self.plan()
+        sessions = sum(b.sessions for b in plans)
+        pods = sum(b.pods for b in plans)
+        if self.session_phase == "Running":
+            # Every Running session gets a parked runner pod (see triage/load.py).
+            pods += sessions - sum(ns.runner_pods for b in plans for ns in b.namespaces)
+        return {
+            "batches": len(plans),
+            "namespaces": sum(len(b.namespaces) for b in plans),
+            "sessions": sessions,
+            "pods": pods,
+            "managed_namespaces": sum(ns.managed for b in plans for ns in b.namespaces),
+        }
+
+    def plan(self) -> list[BatchPlan]:
+        """Every batch of a complete run, in order."""
+        namespaces = self._mix_namespaces() if self.mix else self._uniform_namespaces()
+        batches: list[BatchPlan] = []
+        for start in range(0, len(namespaces), self.batch_size):
+            chunk = tuple(namespaces[start : start + self.batch_size])
+            batches.append(
+                BatchPlan(number=len(batches) + 1, namespaces=chunk, churn_rounds=self.churn_rounds)
+            )
+        return batches
+
+    def _uniform_namespaces(self) -> list[NamespacePlan]:
+        return [
+            NamespacePlan(
+                index=i,
+                sessions=self.sessions_per_ns,
+                managed=self.managed,
+                noise_pods=self.noise_pods_per_ns,
+            )
+            for i in range(self.namespaces)
+        ]
+
+    def _mix_namespaces(self) -> list[NamespacePlan]:
+        # Spread the scaled production counts evenly: namespace i gets its share of each kind,
+        # computed from cumulative rounding so the totals are exact.
+        assert self.mix is not None
+        want = {k: max(round(self.mix[k] * self.scale), 1) for k in _MIX_KEYS}
+        n = want["namespaces"]
+        managed = min(want["project_settings"], n)
+        runners = min(want["runner_pods"], want["sessions"])
+        noise = max(want["pods"] - runners, 0)
+
+        def share(total: int, over: int, i: int) -> int:
+            return (total * (i + 1)) // over - (total * i) // over
+
+        plans: list[NamespacePlan] = []
+        sessions_left_runners = runners
+        for i in range(n):
+            is_managed = i < managed
+            sessions = share(want["sessions"], managed, i) if is_managed else 0
+            r = min(sessions, share(runners, managed, i), sessions_left_runners)
+            sessions_left_runners -= r
+            plans.append(
+                NamespacePlan(
+                    index=i,
+                    sessions=sessions,
+                    managed=is_managed,
+                    noise_pods=share(noise, n, i),
+                    runner_pods=r,
+                )
+            )
+        return plans
+
+
+def _from_yaml(path: Path) -> Scenario:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise UsageError(f"cannot read scenario file {path}: {e}") from e
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise UsageError(f"scenario file {path} must be a mapping with a 'name'")
+    phase = raw.get("session_phase")
+    if phase is not None and phase not in PHASES:
+        raise UsageError(
+            f"scenario {raw['name']}: session_phase {phase!r} is not one of {sorted(PHASES)}"
+        )
+    sizes = raw.get("sizes") or {}
+    for size, values in sizes.items():
+        unknown = set(values) - _SIZE_KEYS
+        if unknown:
+            raise UsageError(f"scenario {raw['name']}: size {size} has unknown keys {unknown}")
+    mix = raw.get("mix")
+    if mix is not None and set(mix) != set(_MIX_KEYS):
+        raise UsageError(f"scenario {raw['name']}: mix needs exactly {', '.join(_MIX_KEYS)}")
+    scenario = Scenario(
+        name=raw["name"],
+        description=str(raw.get("description", "")).strip(),
+        session_phase=phase,
+        namespaces=int(raw.get("namespaces", 0)),
+        sessions_per_ns=int(raw.get("sessions_per_ns", 0)),
+        batch_size=int(raw.get("batch_size", 10)),
+        managed=bool(raw.get("managed", True)),
+        noise_pods_per_ns=int(raw.get("noise_pods_per_ns", 0)),
+        churn_rounds=int(raw.get("churn_rounds", 0)),
+        burst=bool(raw.get("burst", False)),
+        latency_timeout=float(raw.get("latency_timeout", 180)),
+        mix={k: int(v) for k, v in mix.items()} if mix else None,
+        scale=float(raw.get("scale", 1.0)),
+        default=bool(raw.get("default", False)),
+        sizes={str(k): dict(v) for k, v in sizes.items()},
+        source=str(path),
+    )
+    if scenario.mix:
+        # Size is carried by the scale factor; namespaces only matter for batch counting.
+        scenario = replace(
+            scenario, namespaces=max(round(scenario.mix["namespaces"] * scenario.scale), 1)
+        )
+    return scenario
+
+
+@cache
+def _load_all(directory: Path = SCENARIO_DIR) -> dict[str, Scenario]:
+    found = (_from_yaml(p) for p in sorted(directory.glob("*.yaml")))
+    return {s.name: s for s in found}
+
+
+def scenarios() -> dict[str, Scenario]:
+    """Every known scenario by name, the default first."""
+    all_ = _load_all()
+    return dict(sorted(all_.items(), key=lambda kv: (not kv[1].default, kv[0])))
+
+
+def default_scenario() -> str:
+    return next(name for name, s in scenarios().items() if s.default)
+
+
+def get(name: str) -> Scenario:
+    """The scenario called `name`, or a UsageError listing the known ones."""
+    known = scenarios()
+    try:
+        return known[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown scenario {name!r}; known scenarios: {', '.join(known)}"
+        ) from None
+
+
+def resize_mix(scenario: Scenario, *, scale: float) -> Scenario:
+    """production-mix at another scale factor."""
+    if scale <= 0 or not math.isfinite(scale):
+        raise UsageError(f"--scale {scale!r} must be a positive number")
+    out = replace(scenario, scale=scale)
+    if out.mix:
+        out = replace(out, namespaces=max(round(out.mix["namespaces"] * scale), 1))
+    return out
