@@ -63,7 +63,7 @@ deploy: venv image ## Deploy CRDs, RBAC and the operator Deployment, wait for ro
 demo: venv cluster-up deploy ## End to end: reproduce an OOMKill and render the HTML report
 	$(VENV)/bin/triage reproduce --kubeconfig $(TRIAGE_KUBECONFIG) --mem-limit 128Mi \
 	    --set-env AGENTIC_CACHE_MODE=full --namespaces 200 --sessions-per-ns 100 \
-	    --batch-size 5 --max-batches 40 --profile memray --cleanup --out reports/demo
+	    --batch-size 2 --max-batches 60 --profile memray --cleanup --out reports/demo
 	$(VENV)/bin/triage report reports/demo
 
 .PHONY: test
