@@ -18,35 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-SCHEMA = 1
-SAMPLE_COLUMNS: tuple[str, ...] = (
-    "kind",
-    "batch",
-    "t_seconds",
-    "timestamp",
-    "sessions",
-    "namespaces",
-    "objects",
-    "working_set_bytes",
-    "rss_bytes",
-    "metrics_api_bytes",
-    "operator_rss_bytes",
-    "restart_count",
-    "oom_count",
-    "oom_killed",
-    "batch_seconds",
-    "create_rate",
-    "pod",
-)
-LATENCY_COLUMNS: tuple[str, ...] = (
-    "session",
-    "namespace",
-    "created",
-    "pod_created",
-    "scheduled",
-    "running",
-    "ready",
-)
+from triage.runformat import LATENCY_COLUMNS, SAMPLE_COLUMNS
+from triage.runformat import RUN_SCHEMA as SCHEMA
 
 
 def new_run_id(scenario: str, *, now: float | None = None) -> str:

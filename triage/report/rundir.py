@@ -21,37 +21,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from triage.report.errors import RunDirError
+from triage.runformat import LATENCY_COLUMNS, SAMPLE_COLUMNS
+from triage.runformat import RUN_SCHEMA as SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
-
-SAMPLE_COLUMNS: tuple[str, ...] = (
-    "kind",
-    "batch",
-    "t_seconds",
-    "timestamp",
-    "sessions",
-    "namespaces",
-    "objects",
-    "working_set_bytes",
-    "rss_bytes",
-    "metrics_api_bytes",
-    "operator_rss_bytes",
-    "restart_count",
-    "oom_count",
-    "oom_killed",
-    "batch_seconds",
-    "create_rate",
-    "pod",
-)
-LATENCY_COLUMNS: tuple[str, ...] = (
-    "session",
-    "namespace",
-    "created",
-    "pod_created",
-    "scheduled",
-    "running",
-    "ready",
-)
 SAMPLE_KINDS = frozenset({"baseline", "batch", "post-oom"})
 OUTCOME_STATUSES = frozenset({"oom", "max-batches", "completed", "interrupted", "error"})
 
