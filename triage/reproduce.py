@@ -476,7 +476,12 @@ def run(
             try:
                 try:
                     result = restore(cluster, journal, timeout=options.rollout_timeout)
-                    restore_info = {"status": "restored", "message": result}
+                    restore_info = {
+                        "status": "restored",
+                        "message": "spec put back from the journal"
+                        if result == "restored"
+                        else "the Deployment already matched the journal",
+                    }
                 except TriageError as e:
                     restore_info = {
                         "status": "failed",
