@@ -66,6 +66,37 @@ def test_pass_fail_skipped_missing(summaries: list[RunSummary]) -> None:
     assert "burst: startup latency P99" in results["burst", "latency_p99"].describe
 
 
+def test_runners_that_never_started_count_as_slowest(summaries: list[RunSummary]) -> None:
+    _survived, burst = summaries
+    lat = burst.latency
+    assert lat is not None
+    unstarted = lat.sessions - lat.reached_running
+    assert unstarted == 12  # one in 25 of the synthetic burst never starts
+    budgets = Budgets(
+        scenarios={
+            "burst": {
+                "latency_p90": 1000.0,
+                "latency_p99": 1000.0,
+                "not_started": 0.0,
+            }
+        }
+    )
+    results = {r.metric: r for r in evaluate_budgets(summaries, budgets)}
+    # P90's rank (270 of 300) is among the 288 that started: the 270th fastest of them,
+    # not the 90th percentile of the started ones alone.
+    started = sorted(lat.durations)
+    assert results["latency_p90"].actual == started[269]
+    assert results["latency_p90"].actual != lat.total.values[90]
+    assert results["latency_p90"].status == "pass"
+    # P99's rank (297) falls among the unstarted: no finite budget can pass it.
+    assert results["latency_p99"].exceeded
+    assert "never" in results["latency_p99"].describe
+    assert results["latency_p99"].to_json()["actual"] is None
+    assert results["latency_p99"].to_json()["never"] is True
+    assert results["not_started"].actual == 12
+    assert results["not_started"].exceeded
+
+
 def test_every_run_of_a_scenario_is_judged(tmp_path: Path) -> None:
     ok = write_run(tmp_path / "a", Synthetic(limit_mi=512, max_batches=4, run_suffix="0aaa"))
     bad = write_run(

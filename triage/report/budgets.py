@@ -33,10 +33,28 @@ class Metric:
 
 
 def _latency(p: int) -> Callable[[RunSummary], float | None]:
+    """Percentile `p` of created -> Running over every session of the burst.
+
+    A runner that never started is a censored observation, not a missing one: it counts as
+    slower than any that did. Percentiles over the started runners alone would let a run in
+    which most runners never start pass on the few that did; when the percentile's rank
+    falls among the unstarted, the value is infinite and the budget fails.
+    """
+
     def read(s: RunSummary) -> float | None:
-        return s.latency.total.values.get(p) if s.latency else None
+        if not s.latency or not s.latency.sessions:
+            return None
+        started = sorted(s.latency.durations)
+        rank = max(1, math.ceil(s.latency.sessions * p / 100))
+        return started[rank - 1] if rank <= len(started) else math.inf
 
     return read
+
+
+def _not_started(s: RunSummary) -> float | None:
+    if not s.latency:
+        return None
+    return float(s.latency.sessions - s.latency.reached_running)
 
 
 def _opt(value: int | float | None) -> float | None:
@@ -59,6 +77,7 @@ METRICS: dict[str, Metric] = {
     "latency_p50": Metric("startup latency P50", "seconds", _latency(50)),
     "latency_p90": Metric("startup latency P90", "seconds", _latency(90)),
     "latency_p99": Metric("startup latency P99", "seconds", _latency(99)),
+    "not_started": Metric("runners never Running", "count", _not_started),
 }
 
 
@@ -90,6 +109,8 @@ class BudgetResult:
     def format(self, value: float | None) -> str:
         if value is None:
             return "n/a"
+        if math.isinf(value):
+            return "never (runners not started)"
         kind = METRICS[self.metric].kind
         if kind == "bytes":
             return human_bytes(value) + ("/session" if self.metric == "bytes_per_session" else "")
@@ -112,7 +133,9 @@ class BudgetResult:
             "scenario": self.scenario,
             "metric": self.metric,
             "limit": self.limit,
-            "actual": self.actual,
+            # JSON has no infinity: a percentile among unstarted runners is null + "never".
+            "actual": None if self.actual is not None and math.isinf(self.actual) else self.actual,
+            "never": self.actual is not None and math.isinf(self.actual),
             "status": self.status,
             "run_id": self.run_id,
         }
