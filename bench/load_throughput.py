@@ -37,6 +37,42 @@ from triage.kube import Cluster, connect  # noqa: E402
 from triage.scenario import get  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "load_throughput.json"
+STATE = Path(os.environ.get("TRIAGE_CLUSTER_STATE", "/var/lib/triage-local"))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cluster_pids() -> dict[str, int]:
+    """The local cluster's daemons by name, from the PID files `cluster/lib.sh` writes."""
+    out: dict[str, int] = {}
+    for f in sorted((STATE / "pids").glob("*.pid")):
+        try:
+            out[f.stem] = int(f.read_text().strip())
+        except (OSError, ValueError):
+            continue
+    out["loader (this process)"] = os.getpid()
+    # The operator runs in a pod, so it has no PID file; found by its command line for
+    # reading its CPU time only.
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"-m agentic_operator" in cmdline or b"bin/agentic-operator" in cmdline:
+                out["agentic-operator (pod)"] = int(proc.name)
+    return out
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """utime + stime of each process (children excluded), from /proc/<pid>/stat."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
 
 
 def _run_id(tag: str) -> str:
@@ -104,14 +140,28 @@ def loader_way(
     scenario = get("terminal-sessions").sized(
         namespaces=namespaces, sessions_per_ns=per_ns, batch_size=namespaces
     )
+    pids = cluster_pids()
     try:
         with load.Loader(
             cluster, run_id=run_id, concurrency=concurrency, session_phase="Completed"
         ) as loader:
+            before = cpu_seconds(pids)
             result = loader.run_batch(scenario.plan()[0])
+            after = cpu_seconds(pids)
     finally:
         load.cleanup(cluster, run_id=run_id, timeout=300)
-    return {"sessions": result.sessions, "seconds": result.seconds, "rate": result.rate}
+    # Where the CPU went while the loader ran: which process bounds the rate.
+    cpu_ms = {
+        name: 1000 * (after[name] - before[name]) / max(result.sessions, 1)
+        for name in before
+        if name in after
+    }
+    return {
+        "sessions": result.sessions,
+        "seconds": result.seconds,
+        "rate": result.rate,
+        "cpu_ms_per_session": cpu_ms,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,6 +217,25 @@ def main(argv: list[str] | None = None) -> int:
     table.caption = f"ratio {ratio:.0f}x (target >= 100x); loader target >= 500/s"
     console.print(table)
 
+    cpu_names = sorted({n for r in runs["loader"] for n in r["cpu_ms_per_session"]})
+    cpu_median = {
+        n: statistics.median(r["cpu_ms_per_session"].get(n, 0.0) for r in runs["loader"])
+        for n in cpu_names
+    }
+    cpu_table = Table(title="CPU per session while the loader ran (ms, median of repeats)")
+    cpu_table.add_column("process")
+    cpu_table.add_column("ms/session", justify="right")
+    for name, ms in sorted(cpu_median.items(), key=lambda kv: -kv[1]):
+        cpu_table.add_row(name, f"{ms:.2f}")
+    total_ms = sum(cpu_median.values())
+    cpu_table.caption = (
+        f"total {total_ms:.1f} ms/session: at most {1000 * (os.cpu_count() or 1) / total_ms:.0f}"
+        " sessions/s on this machine's cores if nothing else ran"
+        if total_ms
+        else "no CPU accounting (cluster PID files not found)"
+    )
+    console.print(cpu_table)
+
     out = {
         "schema": 1,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -182,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "median_sessions_per_second": median,
         "ratio": ratio,
+        "cpu_ms_per_session_median": cpu_median,
         "targets": {"ratio": 100, "loader_sessions_per_second": 500},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
