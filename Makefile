@@ -50,7 +50,8 @@ endif
 image: ## Build the operator image and load it into the cluster
 ifeq ($(CLUSTER),kind)
 	docker build -t localhost/agentic-operator:dev .
-	kind load docker-image localhost/agentic-operator:dev --name triage
+	docker build -t localhost/ambient-runner:dev -f cluster/images/runner.Dockerfile .
+	kind load docker-image localhost/agentic-operator:dev localhost/ambient-runner:dev --name triage
 else
 	bash cluster/images.sh
 endif
