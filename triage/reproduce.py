@@ -331,7 +331,7 @@ class _Run:
                         "message": f"OOMKilled after {self.sessions} sessions in batch {plan.number}",
                     }
                     self.view.note(f"OOMKilled in batch {plan.number}")
-                    self._after_oom(sampler, profiler, plan.number)
+                    self._after_oom(sampler, profiler, plan.number, sample)
                     return
                 profiler.take(plan.number, sample.pod, self.container)
         if self.options.max_batches is not None and len(self.plans) < len(sc.plan()):
@@ -345,14 +345,34 @@ class _Run:
                 "message": f"all {len(self.plans)} batches without an OOM",
             }
 
-    def _after_oom(self, sampler: Sampler, profiler: Profiler, batch: int) -> None:
+    def _after_oom(
+        self, sampler: Sampler, profiler: Profiler, batch: int, killed: MemorySample
+    ) -> None:
         # Keep watching through the restart: the relist after it is often the real peak.
-        deadline = time.monotonic() + self.options.settle_after_oom
+        # The window is extended (once, by as much again, at least 30 s) until the restarted
+        # container has been measured or killed again: the kubelet's stats lag a container
+        # start, and a report without either cannot say whether the operator recovers.
+        start = time.monotonic()
+        deadline = start + self.options.settle_after_oom
+        settle = self.options.settle_after_oom
+        hard_deadline = deadline + (max(settle, 30.0) if settle > 0 else 0.0)
         profiled = False
-        while time.monotonic() < deadline:
+        settled = False
+        while True:
+            now = time.monotonic()
+            if now >= hard_deadline or (now >= deadline and settled):
+                break
             time.sleep(SAMPLE_INTERVAL)
             sample = sampler.sample()
             self._row("post-oom", batch, sample, oom=sample.oom_killed)
+            # The kill's own sample already counts the restart; a running container with a
+            # working set after it is the restarted one.
+            measured = (
+                sample.state == "running"
+                and sample.restart_count >= killed.restart_count
+                and sample.working_set_bytes is not None
+            )
+            settled = settled or measured or sample.oom_count > killed.oom_count
             if not profiled and sample.state == "running":
                 # The capture of the killed process is still in the emptyDir; exec needs a
                 # running container to read it.

@@ -165,3 +165,45 @@ def test_restart_without_oom_stops_the_fit(tmp_path: Path) -> None:
     s = summarize(load_run(run))
     assert [r.batch for r in s.rows if r.in_fit] == [1, 2]
     assert not s.oom and s.restarts == 1
+
+
+def test_a_second_kill_before_any_reading_is_a_crash_loop(tmp_path: Path) -> None:
+    """A restarted operator killed again too fast for the kubelet's stats is still flagged."""
+    import csv
+
+    from triage.report import render_report
+
+    run_dir = write_run(tmp_path, SYNTHETIC["oom-full"])
+    path = run_dir / "samples.csv"
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    first = next(i for i, r in enumerate(rows) if r["oom_killed"] == "1")
+    first_count = int(rows[first]["oom_count"])
+    for r in rows[first + 1 :]:
+        # No reading of the restarted container; one more kill at the end.
+        r["working_set_bytes"] = r["rss_bytes"] = r["operator_rss_bytes"] = ""
+        r["oom_count"] = str(first_count)
+    rows[-1]["oom_count"] = str(first_count + 1)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+    s = summarize(load_run(run_dir))
+    assert s.restart_peak_bytes is None
+    assert s.ooms_after_restart == 1
+    assert s.crash_loop_likely
+    assert s.to_json()["memory"]["ooms_after_restart"] == 1
+    written = render_report(s, out_dir=tmp_path / "out")
+    md = written.markdown.read_text()
+    assert "OOMKilled again 1 time.\n\n| |" in md
+    assert "killed again 1×" in written.html.read_text()
+
+    # Without the second kill and without a reading, nothing claims a crash loop.
+    rows[-1]["oom_count"] = str(first_count)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    s = summarize(load_run(run_dir))
+    assert s.ooms_after_restart == 0 and not s.crash_loop_likely

@@ -180,6 +180,9 @@ class RunSummary:
     steady_working_set_bytes: int | None
     restart_peak_bytes: int | None
     restart_peak_t: float | None
+    #: OOM kills after the first one. The load stops at the first OOM, so a later kill is the
+    #: restarted process dying on the objects that already exist: a crash loop, measured or not.
+    ooms_after_restart: int
     restarts: int
     cumulative_ooms: int
     sessions_created: int
@@ -211,7 +214,13 @@ class RunSummary:
 
     @property
     def crash_loop_likely(self) -> bool:
-        """A restart peak at or above the limit means the restarted pod relists into an OOM."""
+        """The restarted pod relists into an OOM: killed again, or peaking at the limit.
+
+        A restarted process that is killed within seconds may never be measured by the
+        kubelet (its stats lag a container start), so a second kill counts on its own.
+        """
+        if self.ooms_after_restart > 0:
+            return True
         limit = self.limit_bytes
         return (
             self.restart_peak_bytes is not None
@@ -269,6 +278,7 @@ class RunSummary:
                 "steady_rss_bytes": self.steady_rss_bytes,
                 "restart_peak_bytes": self.restart_peak_bytes,
                 "crash_loop_likely": self.crash_loop_likely,
+                "ooms_after_restart": self.ooms_after_restart,
             },
             "restarts": {"restarts": self.restarts, "cumulative_ooms": self.cumulative_ooms},
             "throughput": {
@@ -558,7 +568,9 @@ def summarize(
 
     restart_peak: int | None = None
     restart_peak_t: float | None = None
+    ooms_after_restart = 0
     if oom_idx is not None:
+        ooms_after_restart = max(s.oom_count for s in samples) - samples[oom_idx].oom_count
         # The OOM sample itself can still carry the pre-kill reading; the peak of interest is
         # the restarted process relisting everything, so look strictly after it.
         after = [s for s in samples[oom_idx + 1 :] if _memory(s, memory_column) is not None]
@@ -607,6 +619,7 @@ def summarize(
         steady_working_set_bytes=steady_ws,
         restart_peak_bytes=restart_peak,
         restart_peak_t=restart_peak_t,
+        ooms_after_restart=ooms_after_restart,
         restarts=(max(s.restart_count for s in samples) - samples[0].restart_count)
         if samples
         else 0,
