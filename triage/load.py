@@ -386,10 +386,10 @@ class Loader:
 
         if label_later:
             self._map(self._mark_managed, [ns for ns in plan.namespaces if ns.managed])
+        # Recorded before churning, so this batch's own sessions are churned too.
+        self._sessions.extend(result.created)
         for _ in range(plan.churn_rounds):
             self.churn()
-            counter.add(0)
-        self._sessions.extend(result.created)
         result.objects = counter.value
         result.seconds = time.monotonic() - t0
         return result

@@ -15,6 +15,7 @@ from agentic_operator._kube import KubeClient
 from agentic_operator._objects import RUNNER_PORT, service_name
 from agentic_operator._runner_api import RUNNER_BODY_CAP, RunnerApi, RunnerApiError
 from tests.conftest import wait_until
+from tests.operator.conftest import get_or_none
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -69,8 +70,8 @@ def _runner(kube: KubeClient, ns: str) -> None:
     kube.create(f"/api/v1/namespaces/{ns}/services", svc)
 
     def ready() -> bool:
-        ep = kube.get(f"/api/v1/namespaces/{ns}/endpoints/{service_name(SESSION)}")
-        return any(s.get("addresses") for s in ep.get("subsets") or [])
+        ep = get_or_none(kube, f"/api/v1/namespaces/{ns}/endpoints/{service_name(SESSION)}")
+        return any(s.get("addresses") for s in (ep or {}).get("subsets") or [])
 
     wait_until(ready, timeout=90, what="the runner's endpoint")
 

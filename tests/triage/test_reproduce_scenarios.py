@@ -116,7 +116,7 @@ def test_managed_namespaces_get_the_whole_cascade(
 def test_condition_churn_keeps_one_condition_per_type(
     operator_namespace: str, tmp_path: Path, runs: list[str]
 ) -> None:
-    scenario = get("condition-churn").sized("small")
+    scenario = get("condition-churn").sized(namespaces=4, sessions_per_ns=5, batch_size=4)
     meta, _ = _reproduce(operator_namespace, tmp_path / "run", "condition-churn",
                          "--namespaces", "4", "--sessions-per-ns", "5", "--batch-size", "4")  # fmt: skip
     runs.append(meta["run_id"])
