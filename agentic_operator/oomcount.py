@@ -31,6 +31,7 @@ class _State:
     count: int
     last_restart: int
     last_seen: float
+    uid: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,24 +90,37 @@ class OOMCounter:
         restart_count: int,
         last_reason: str | None,
         now: float | None = None,
+        *,
+        uid: str | None = None,
     ) -> Observation:
-        """Record one look at a container: its restartCount and its last termination reason."""
+        """Record one look at a container: its restartCount and its last termination reason.
+
+        `restart_count` is the effective count (`effective_restarts`), which folds a
+        container terminated right now into one more restart. That count drops back by one
+        when the kubelet moves the container from terminated to waiting (CrashLoopBackOff)
+        before restartCount has advanced, so for the same pod (`uid`) a decrease is that
+        flip and is ignored; only a different uid under the same name is a new pod. Without
+        a uid, a decrease has to be taken as a new pod.
+        """
         if now is None:
             now = self._clock()
         oom = last_reason == OOM_REASON
         with self._lock:
             self._sweep_locked(now)
             st = self._states.get(key)
-            if st is None or restart_count < st.last_restart:
+            same_pod = st is not None and uid is not None and st.uid == uid
+            new_pod = st is not None and uid is not None and st.uid not in (None, uid)
+            if st is None or new_pod or (restart_count < st.last_restart and not same_pod):
                 # New to us, or a new pod reusing the name: restarts from before we started
                 # watching are not claimed, but the termination we can see is counted once.
                 confirmed = 1 if oom and restart_count > 0 else 0
-                self._states[key] = _State(confirmed, restart_count, now)
+                self._states[key] = _State(confirmed, restart_count, now, uid)
                 self._states.move_to_end(key)
                 self._add_locked(key[0], confirmed, 0)
                 self._cap_locked()
                 return Observation(confirmed, 0, True)
             st.last_seen = now
+            st.uid = st.uid or uid
             self._states.move_to_end(key)
             advance = restart_count - st.last_restart
             if advance <= 0:

@@ -118,6 +118,9 @@ class Profiler:
         self.raw_dir = run_dir / "profiles" / "raw"
         self._profiles = run_dir / "profiles"
         self.notes: list[str] = []
+        #: The capture the operator was writing at the last batch before any OOM: after a
+        #: kill, that file is the killed process's, whether or not the new one exists yet.
+        self._live_capture: str | None = None
 
     def _exec(
         self, pod: str, container: str, argv: list[str], *, timeout: float = 60
@@ -201,9 +204,15 @@ class Profiler:
         if not captures:
             self.notes.append(f"batch {batch}: no memray capture in {PROFILE_DIR} yet")
             return None
-        # The new process opens its capture as it starts, so after a restart the killed
-        # process's capture is the one before the newest.
-        chosen = captures[-2].name if oom and len(captures) > 1 else captures[-1].name
+        names = [c.name for c in captures]
+        if not oom:
+            chosen = self._live_capture = names[-1]
+        elif self._live_capture in names:
+            chosen = self._live_capture
+        else:
+            # No batch was profiled before the kill. The new process opens its capture as it
+            # starts, so the killed one is the one before the newest if there are two.
+            chosen = names[-2] if len(names) > 1 else names[-1]
         result = parse_capture_isolated(self.raw_dir / chosen)
         out = self.batch_dir(batch) / "memray.json"
         out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -255,7 +255,7 @@ class Sampler:
                 "reason"
             ),
         )
-        obs = self._counter.observe(key, restarts, reason)
+        obs = self._counter.observe(key, restarts, reason, uid=pod["metadata"].get("uid") or None)
         return MemorySample(
             pod=name,
             node=node,

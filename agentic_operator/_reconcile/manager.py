@@ -274,7 +274,9 @@ class Operator:
             self.oom.forget(ns, name)
         else:
             for c in pod.containers:
-                obs = self.oom.observe((ns, name, c.name), c.restarts, c.reason)
+                obs = self.oom.observe(
+                    (ns, name, c.name), c.restarts, c.reason, uid=pod.uid or None
+                )
                 if obs.confirmed or obs.unobserved:
                     self.metrics.oom_observed(
                         ns, confirmed=obs.confirmed, unobserved=obs.unobserved

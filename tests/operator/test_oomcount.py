@@ -142,6 +142,52 @@ def test_effective_restarts_for_restart_policy_never() -> None:
     assert c.total() == 1
 
 
+def _look(
+    c: OOMCounter, *, rc: int, state: str | None, last: str | None, now: float, uid: str | None
+) -> int:
+    c.observe(
+        K,
+        *effective_restarts(restart_count=rc, terminated_reason=state, last_terminated_reason=last),
+        now=now,
+        uid=uid,
+    )
+    return c.total()
+
+
+def test_crash_loop_flip_from_terminated_to_waiting_is_not_a_second_oom() -> None:
+    """Recorded on the local node: OOMKilled, restarted, OOMKilled again, CrashLoopBackOff.
+
+    The kubelet shows the second kill as state.terminated with restartCount still 1, then
+    moves the container to waiting (back-off) with restartCount still 1 and the kill in
+    lastState, and only then restarts it as restartCount 2. Two kills, never three.
+    """
+    c = OOMCounter()
+    seq = [
+        (0, None, None),  # running
+        (1, None, "OOMKilled"),  # first kill, restarted
+        (1, "OOMKilled", "OOMKilled"),  # second kill, not yet restarted
+        (1, None, "OOMKilled"),  # waiting in CrashLoopBackOff: the folded count drops back
+        (1, None, "OOMKilled"),
+        (2, None, "OOMKilled"),  # restarted after the back-off
+    ]
+    totals = [
+        _look(c, rc=rc, state=st, last=last, now=i, uid="u1")
+        for i, (rc, st, last) in enumerate(seq)
+    ]
+    assert totals == [0, 1, 2, 2, 2, 2]
+    # A third kill still counts.
+    assert _look(c, rc=2, state="OOMKilled", last="OOMKilled", now=9, uid="u1") == 3
+
+
+def test_a_new_uid_under_the_same_name_is_a_new_pod() -> None:
+    c = OOMCounter()
+    assert _look(c, rc=0, state="OOMKilled", last=None, now=0, uid="old") == 1
+    # Replaced (the runner pod is recreated under its name): restartCount 0, running.
+    obs = c.observe(K, 0, None, now=1, uid="new")
+    assert obs.first and obs.confirmed == 0
+    assert _look(c, rc=0, state="OOMKilled", last=None, now=2, uid="new") == 2
+
+
 def test_oomcount_is_dependency_free() -> None:
     import ast
     import pathlib

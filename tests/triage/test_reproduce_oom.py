@@ -121,13 +121,21 @@ def test_reproduce_reaches_a_real_oom_records_it_and_restores(
         assert summary["memory"]["crash_loop_likely"] is True
         assert summary["memory"]["ooms_after_restart"] >= 1
 
-    # memray captures were copied out, and the one of the killed process survived the kill.
+    # memray captures were copied out per batch, and the killed process's capture survived
+    # the kill: it was read again after the OOM (the OOM batch has no pre-kill profile).
     raw = sorted((run_dir / "profiles" / "raw").glob("memray-*.bin"))
-    assert len(raw) >= 2, raw
+    assert raw
     batch_json = sorted((run_dir / "profiles").glob("batch-*/memray.json"))
-    assert batch_json
+    assert len(batch_json) >= 2
     first = json.loads(batch_json[0].read_text())
     assert first["heap_bytes"] > 0 and first["top"]
+    at_oom = json.loads(
+        (run_dir / "profiles" / f"batch-{oom_batch:04d}" / "memray.json").read_text()
+    )
+    last_before = json.loads(batch_json[-2].read_text())
+    # The killed process kept allocating after the last profiled batch: its capture read
+    # after the kill holds at least as much as the one read before it.
+    assert at_oom["heap_bytes"] >= last_before["heap_bytes"] > 0
 
     # Exactly restored: spec equal field for field, user metadata equal.
     after = _deployment(ns)
