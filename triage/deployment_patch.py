@@ -2,6 +2,9 @@
 
 The run needs a memory limit (with a request no larger, or the apiserver rejects the update),
 profiling env, a capture volume that outlives the container, and SYS_PTRACE for py-spy.
+With memray it also adds a keeper container that only sleeps with the capture volume
+mounted: an operator in a crash loop lives a second or two between back-offs, too short to
+exec into, and the capture of the process that was killed is the one that matters most.
 Restore replaces the whole spec with the journal's copy, so anything the run added is gone
 and anything that had been there is back, field for field, whatever the run got to do.
 """
@@ -21,6 +24,8 @@ from triage.quantity import format_bytes, parse_quantity_bytes
 
 PROFILE_DIR = "/profiles"
 PROFILE_VOLUME = "triage-profiles"
+#: The sidecar captures are copied out through (see the module docstring).
+KEEPER_CONTAINER = "triage-profile-keeper"
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,30 @@ def _set_env(container: dict[str, Any], name: str, value: str) -> None:
             entry["value"] = value
             return
     env.append({"name": name, "value": value})
+
+
+def _keeper(operator: dict[str, Any]) -> dict[str, Any]:
+    """A container that sleeps beside the operator with the same image and mounts.
+
+    The same image and mounts, because that is what is known to give a shell and `cat` in
+    this pod on any cluster (the local node's operator image is host-mounted, kind's is a
+    normal Python image); the same securityContext, so it can read what the operator wrote.
+    """
+    keeper: dict[str, Any] = {
+        "name": KEEPER_CONTAINER,
+        "image": operator["image"],
+        "command": ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"],
+        "volumeMounts": copy.deepcopy(operator.get("volumeMounts") or []),
+        "resources": {
+            "requests": {"cpu": "1m", "memory": "4Mi"},
+            "limits": {"cpu": "50m", "memory": "32Mi"},
+        },
+    }
+    if "imagePullPolicy" in operator:
+        keeper["imagePullPolicy"] = operator["imagePullPolicy"]
+    if "securityContext" in operator:
+        keeper["securityContext"] = copy.deepcopy(operator["securityContext"])
+    return keeper
 
 
 def patched_spec(
@@ -70,6 +99,9 @@ def patched_spec(
             pod_spec.setdefault("volumes", []).append(
                 {"name": PROFILE_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}
             )
+        pod_spec = dep["spec"]["template"]["spec"]
+        if not any(c.get("name") == KEEPER_CONTAINER for c in pod_spec["containers"]):
+            pod_spec["containers"].append(_keeper(container))
     if patch.profile == "py-spy":
         caps = container.setdefault("securityContext", {}).setdefault("capabilities", {})
         adds = caps.setdefault("add", [])

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from triage.deployment_patch import KEEPER_CONTAINER
 from triage.kube import Cluster
 from triage.sampling import kubectl_base
 
@@ -122,6 +123,11 @@ class Profiler:
         #: kill, that file is the killed process's, whether or not the new one exists yet.
         self._live_capture: str | None = None
 
+    def _copy_from(self, container: str) -> str:
+        # The run adds the keeper with memray (triage/deployment_patch.py); it stays up while
+        # the operator container crash-loops.
+        return KEEPER_CONTAINER if self.kind == "memray" else container
+
     def _exec(
         self, pod: str, container: str, argv: list[str], *, timeout: float = 60
     ) -> subprocess.CompletedProcess[bytes]:
@@ -145,6 +151,7 @@ class Profiler:
     # -- memray -------------------------------------------------------------------------------
 
     def list_captures(self, pod: str, container: str) -> list[Capture]:
+        container = self._copy_from(container)
         proc = self._exec(
             pod,
             container,
@@ -180,7 +187,12 @@ class Profiler:
             local = self.raw_dir / cap.name
             newest = i == len(captures) - 1
             if newest or not local.exists() or local.stat().st_size != cap.size:
-                proc = self._exec(pod, container, ["cat", f"{PROFILE_DIR}/{cap.name}"], timeout=300)
+                proc = self._exec(
+                    pod,
+                    self._copy_from(container),
+                    ["cat", f"{PROFILE_DIR}/{cap.name}"],
+                    timeout=300,
+                )
                 if proc.returncode != 0:
                     raise ProfileError(
                         f"cannot copy {cap.name} from {pod}: "

@@ -373,9 +373,10 @@ class _Run:
                 and sample.working_set_bytes is not None
             )
             settled = settled or measured or sample.oom_count > killed.oom_count
-            if not profiled and sample.state == "running":
-                # The capture of the killed process is still in the emptyDir; exec needs a
-                # running container to read it.
+            if not profiled and (self.options.profile == "memray" or sample.state == "running"):
+                # The capture of the killed process is still in the emptyDir; memray's is read
+                # through the keeper container, which runs while the operator crash-loops;
+                # py-spy needs the operator process itself running.
                 profiled = profiler.take(batch, sample.pod, self.container, oom=True) is None
         if not profiled:
             sample = self._wait_running(sampler)
