@@ -562,6 +562,7 @@ class LatencyRow:
     scheduled: float | None = None
     running: float | None = None
     ready: float | None = None
+    waiting: str = ""
 
     def complete(self) -> bool:
         return self.ready is not None
@@ -571,6 +572,7 @@ class LatencyRow:
         for stage in STAGES:
             value = getattr(self, stage)
             out[stage] = "" if value is None else f"{value:.3f}"
+        out["waiting"] = "" if self.running is not None else self.waiting
         return out
 
 
@@ -595,6 +597,16 @@ def observe_pod(row: LatencyRow, pod: dict[str, Any], *, seen_at: float) -> None
         if reached and getattr(row, stage) is None:
             setattr(row, stage, seen_at)
 
+    sched = conditions.get("PodScheduled") or {}
+    if sched.get("status") == "False":
+        row.waiting = f"{sched.get('reason') or 'Unschedulable'}: {sched.get('message') or ''}"
+    else:
+        reasons = [
+            (c.get("state") or {}).get("waiting", {}).get("reason")
+            for c in containers
+            if "waiting" in (c.get("state") or {})
+        ]
+        row.waiting = next((r for r in reasons if r), "Pending" if not containers else "")
     mark("pod_created", True)
     mark("scheduled", (conditions.get("PodScheduled") or {}).get("status") == "True")
     mark("running", any("running" in (c.get("state") or {}) for c in containers))

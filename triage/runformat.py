@@ -32,7 +32,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
 )
 
 #: latency.csv, in order: per-session stage timestamps (epoch seconds).
-LATENCY_COLUMNS: tuple[str, ...] = (
+LATENCY_REQUIRED: tuple[str, ...] = (
     "session",
     "namespace",
     "created",
@@ -41,3 +41,7 @@ LATENCY_COLUMNS: tuple[str, ...] = (
     "running",
     "ready",
 )
+#: Written since the column was added; optional when reading older runs. For a runner that
+#: is not Running at the end: what held it (e.g. "Unschedulable: 0/1 nodes are available:
+#: 1 Insufficient cpu.", "ContainerCreating").
+LATENCY_COLUMNS: tuple[str, ...] = (*LATENCY_REQUIRED, "waiting")

@@ -23,7 +23,9 @@ SAMPLES_HEADER = [
     "working_set_bytes", "rss_bytes", "metrics_api_bytes", "operator_rss_bytes",
     "restart_count", "oom_count", "oom_killed", "batch_seconds", "create_rate", "pod",
 ]  # fmt: skip
-LATENCY_HEADER = ["session", "namespace", "created", "pod_created", "scheduled", "running", "ready"]
+LATENCY_HEADER = [
+    "session", "namespace", "created", "pod_created", "scheduled", "running", "ready", "waiting"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,9 @@ def write_run(root: Path, spec: Synthetic = Synthetic()) -> Path:
                 ready = running + rng.uniform(0.1, 1.0)
                 w.writerow([f"s-{i:04d}", f"ns-{i % 10:02d}", f"{created:.3f}", f"{pod:.3f}",
                             f"{sched:.3f}", "" if never else f"{running:.3f}",
-                            "" if never else f"{ready:.3f}"])  # fmt: skip
+                            "" if never else f"{ready:.3f}",
+                            "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."
+                            if never else ""])  # fmt: skip
 
     if spec.memray:
         last = oom_batch - 1 if oom_batch else spec.max_batches

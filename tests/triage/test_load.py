@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +81,57 @@ def test_latency_stages_never_go_backwards() -> None:
     load.observe_pod(row, pod, seen_at=200.0)  # later looks change nothing
     assert row.ready == 100.0
     assert row.as_row()["ready"] == "100.000"
+
+
+@pytest.mark.unit
+def test_a_runner_that_never_starts_says_what_held_it(tmp_path: Path) -> None:
+    from triage.report.analysis import summarize_latency
+    from triage.report.rundir import _load_latency
+    from triage.runformat import LATENCY_COLUMNS, LATENCY_REQUIRED
+
+    msg = "0/1 nodes are available: 1 Insufficient cpu."
+    pending = {
+        "status": {
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": msg,
+                }
+            ]
+        }
+    }
+    creating = {
+        "status": {
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}],
+        }
+    }
+    a = load.LatencyRow(session="a", namespace="n", created=1.0)
+    b = load.LatencyRow(session="b", namespace="n", created=1.0)
+    load.observe_pod(a, pending, seen_at=2.0)
+    load.observe_pod(b, creating, seen_at=2.0)
+    assert a.as_row()["waiting"] == f"Unschedulable: {msg}"
+    assert b.as_row()["waiting"] == "ContainerCreating"
+    running = {"status": {"containerStatuses": [{"state": {"running": {}}}]}}
+    load.observe_pod(b, running, seen_at=3.0)
+    assert b.as_row()["waiting"] == ""  # it started: nothing held it
+
+    # Written with the column, read back and summarised; older files without it still load.
+    path = tmp_path / "latency.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LATENCY_COLUMNS)
+        w.writeheader()
+        w.writerows([a.as_row(), b.as_row()])
+    rows = list(_load_latency(path))
+    assert summarize_latency(rows).not_started_reasons == ((f"Unschedulable: {msg}", 1),)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=LATENCY_REQUIRED, extrasaction="ignore")
+        w.writeheader()
+        w.writerows([a.as_row(), b.as_row()])
+    old = list(_load_latency(path))
+    assert summarize_latency(old).not_started_reasons == (("no runner pod seen", 1),)
 
 
 @pytest.mark.cluster

@@ -13,6 +13,7 @@ rows after it would bend the line; the rows at and after an OOM are described se
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,6 +129,8 @@ class LatencySummary:
     stages: tuple[StagePercentiles, ...]
     #: created -> running durations in seconds, for the distribution figure.
     durations: tuple[float, ...]
+    #: Why the runners that never reached Running were held, most frequent first.
+    not_started_reasons: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +298,7 @@ class RunSummary:
                 "reached_running": self.latency.reached_running,
                 "created_to_running_seconds": _percentiles_json(self.latency.total),
                 "stages": {s.stage: _percentiles_json(s) for s in self.latency.stages},
+                "not_started": dict(self.latency.not_started_reasons),
             },
             "memray": None
             if self.memray is None
@@ -409,6 +413,11 @@ def summarize_latency(rows: Sequence[LatencyRow]) -> LatencySummary:
         total=_stage(label, total),
         stages=tuple(_stage(lbl, _durations(rows, a, b)) for lbl, a, b in LATENCY_STAGES),
         durations=tuple(total),
+        not_started_reasons=tuple(
+            Counter(
+                r.waiting or "no runner pod seen" for r in rows if r.running is None
+            ).most_common()
+        ),
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from triage.report.errors import RunDirError
-from triage.runformat import LATENCY_COLUMNS, SAMPLE_COLUMNS
+from triage.runformat import LATENCY_REQUIRED, SAMPLE_COLUMNS
 from triage.runformat import RUN_SCHEMA as SCHEMA_VERSION
 
 SAMPLE_KINDS = frozenset({"baseline", "batch", "post-oom"})
@@ -68,6 +68,8 @@ class LatencyRow:
     scheduled: float | None
     running: float | None
     ready: float | None
+    #: What held a runner that never reached Running ("" when it did, or in older runs).
+    waiting: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +329,7 @@ def _load_samples(path: Path) -> Iterator[Sample]:
 
 
 def _load_latency(path: Path) -> Iterator[LatencyRow]:
-    for line, row in _rows(path, LATENCY_COLUMNS):
+    for line, row in _rows(path, LATENCY_REQUIRED):
         c = _Cells(path, line, row)
         yield LatencyRow(
             session=c.raw("session"),
@@ -337,6 +339,7 @@ def _load_latency(path: Path) -> Iterator[LatencyRow]:
             scheduled=c.opt_float("scheduled"),
             running=c.opt_float("running"),
             ready=c.opt_float("ready"),
+            waiting=(row.get("waiting") or "").strip(),
         )
 
 
