@@ -32,6 +32,8 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _cluster import add_kubeconfig_option  # noqa: E402
+
 from triage import load  # noqa: E402
 from triage.kube import Cluster, connect  # noqa: E402
 from triage.scenario import get  # noqa: E402
@@ -166,12 +168,7 @@ def loader_way(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--kubeconfig",
-        default=os.environ.get(
-            "TRIAGE_KUBECONFIG", str(Path.home() / ".kube" / "triage-local.yaml")
-        ),
-    )
+    add_kubeconfig_option(parser)
     parser.add_argument("--kubectl-sessions", type=int, default=30)
     parser.add_argument("--loader-sessions", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=3)

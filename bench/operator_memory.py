@@ -33,6 +33,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _cluster import add_kubeconfig_option  # noqa: E402
+
 from agentic_operator._kube import ApiError, KubeClient, load_config  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
@@ -433,10 +435,7 @@ def mib(n: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--kubeconfig",
-        default=os.environ.get("TRIAGE_KUBECONFIG", str(Path.home() / ".kube/triage-local.yaml")),
-    )
+    add_kubeconfig_option(p)
     p.add_argument(
         "--sizes", default="5000,10000", help="terminal session counts (10 per namespace)"
     )

@@ -29,6 +29,8 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from _cluster import add_kubeconfig_option  # noqa: E402
+
 from triage.report import load_run, summarize  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "operator_survival.json"
@@ -37,12 +39,7 @@ MI = 1024 * 1024
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--kubeconfig",
-        default=os.environ.get(
-            "TRIAGE_KUBECONFIG", str(Path.home() / ".kube" / "triage-local.yaml")
-        ),
-    )
+    add_kubeconfig_option(parser)
     parser.add_argument("--sessions", type=int, default=20_000)
     parser.add_argument("--sessions-per-ns", type=int, default=10)
     parser.add_argument("--namespaces-per-batch", type=int, default=200)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -20,6 +19,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _cluster import add_kubeconfig_option
 from operator_memory import (
     PER_NS,
     REPO,
@@ -34,10 +34,7 @@ from operator_memory import (
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--kubeconfig",
-        default=os.environ.get("TRIAGE_KUBECONFIG", str(Path.home() / ".kube/triage-local.yaml")),
-    )
+    add_kubeconfig_option(p)
     p.add_argument(
         "--sessions", type=int, default=10000, help="terminal sessions (10 per namespace)"
     )

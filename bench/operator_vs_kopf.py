@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
+from _cluster import add_kubeconfig_option  # noqa: E402
 from operator_memory import Loader, _now, free_port, proc_status, run_operator  # noqa: E402
 
 from agentic_operator._kube import KubeClient, load_config  # noqa: E402
@@ -110,10 +111,7 @@ def run_kopf(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument(
-        "--kubeconfig",
-        default=os.environ.get("TRIAGE_KUBECONFIG", str(Path.home() / ".kube/triage-local.yaml")),
-    )
+    add_kubeconfig_option(p)
     p.add_argument("--sessions", type=int, default=5000, help="terminal sessions, 10 per namespace")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--keep", action="store_true")

@@ -92,14 +92,13 @@ def patched_spec(
     if patch.profile == "memray":
         _set_env(container, "AGENTIC_PROFILE", "memray")
         _set_env(container, "AGENTIC_PROFILE_DIR", PROFILE_DIR)
+        pod_spec = dep["spec"]["template"]["spec"]
         mounts = container.setdefault("volumeMounts", [])
         if not any(m.get("mountPath") == PROFILE_DIR for m in mounts):
             mounts.append({"name": PROFILE_VOLUME, "mountPath": PROFILE_DIR})
-            pod_spec = dep["spec"]["template"]["spec"]
             pod_spec.setdefault("volumes", []).append(
                 {"name": PROFILE_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}}
             )
-        pod_spec = dep["spec"]["template"]["spec"]
         if not any(c.get("name") == KEEPER_CONTAINER for c in pod_spec["containers"]):
             pod_spec["containers"].append(_keeper(container))
     if patch.profile == "py-spy":

@@ -608,7 +608,7 @@ def observe_pod(row: LatencyRow, pod: dict[str, Any], *, seen_at: float) -> None
         ]
         row.waiting = next((r for r in reasons if r), "Pending" if not containers else "")
     mark("pod_created", True)
-    mark("scheduled", (conditions.get("PodScheduled") or {}).get("status") == "True")
+    mark("scheduled", sched.get("status") == "True")
     mark("running", any("running" in (c.get("state") or {}) for c in containers))
     mark("ready", (conditions.get("Ready") or {}).get("status") == "True")
     previous = row.created

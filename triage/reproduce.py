@@ -352,9 +352,8 @@ class _Run:
         # The window is extended (once, by as much again, at least 30 s) until the restarted
         # container has been measured or killed again: the kubelet's stats lag a container
         # start, and a report without either cannot say whether the operator recovers.
-        start = time.monotonic()
-        deadline = start + self.options.settle_after_oom
         settle = self.options.settle_after_oom
+        deadline = time.monotonic() + settle
         hard_deadline = deadline + (max(settle, 30.0) if settle > 0 else 0.0)
         profiled = False
         settled = False

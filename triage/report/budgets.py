@@ -17,7 +17,7 @@ from typing import Literal
 
 import yaml
 
-from triage.report.analysis import RunSummary
+from triage.report.analysis import RunSummary, nearest_rank
 from triage.report.errors import BudgetFileError
 from triage.report.units import human_bytes, parse_bytes
 
@@ -44,9 +44,8 @@ def _latency(p: int) -> Callable[[RunSummary], float | None]:
     def read(s: RunSummary) -> float | None:
         if not s.latency or not s.latency.sessions:
             return None
-        started = sorted(s.latency.durations)
-        rank = max(1, math.ceil(s.latency.sessions * p / 100))
-        return started[rank - 1] if rank <= len(started) else math.inf
+        unstarted = s.latency.sessions - len(s.latency.durations)
+        return nearest_rank([*s.latency.durations, *[math.inf] * unstarted], p)
 
     return read
 
