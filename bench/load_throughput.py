@@ -5,6 +5,9 @@ Completed with one `kubectl patch` of the status: a process, a kubeconfig parse 
 handshake per request. Measuring both ways in the same run, on the same cluster, under the
 same background load, is the only comparison that means anything on a shared machine; the
 loader's number includes creating and labelling its namespaces, the kubectl loop's does not.
+The loader runs twice per repeat, once with each way of writing the status (a PUT of the
+created object, its default, and the merge patch the upstream script used), so the saving
+of the PUT is measured side by side too.
 
     .venv/bin/python bench/load_throughput.py [--kubectl-sessions 30] [--loader-sessions 2000]
 
@@ -134,7 +137,12 @@ def kubectl_way(cluster: Cluster, kubeconfig: str, sessions: int) -> dict[str, A
 
 
 def loader_way(
-    cluster: Cluster, sessions: int, *, concurrency: int, per_ns: int = 100
+    cluster: Cluster,
+    sessions: int,
+    *,
+    concurrency: int,
+    status_write: load.StatusWrite = "put",
+    per_ns: int = 100,
 ) -> dict[str, Any]:
     """triage's loader: namespaces + sessions + status writes over one pool."""
     run_id = _run_id("l")
@@ -145,7 +153,11 @@ def loader_way(
     pids = cluster_pids()
     try:
         with load.Loader(
-            cluster, run_id=run_id, concurrency=concurrency, session_phase="Completed"
+            cluster,
+            run_id=run_id,
+            concurrency=concurrency,
+            session_phase="Completed",
+            status_write=status_write,
         ) as loader:
             before = cpu_seconds(pids)
             result = loader.run_batch(scenario.plan()[0])
@@ -178,16 +190,21 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     cluster = connect(kubeconfig=args.kubeconfig, context=None)
-    runs: dict[str, list[dict[str, Any]]] = {"kubectl": [], "loader": []}
+    ways = ("kubectl", "loader", "loader-patch")
+    runs: dict[str, list[dict[str, Any]]] = {way: [] for way in ways}
     for i in range(args.repeats):
-        # Interleaved, so a burst of background load hits both ways alike.
+        # Interleaved, so a burst of background load hits every way alike; the two status
+        # writes swap order each repeat, so neither always runs right after a cleanup.
         runs["kubectl"].append(kubectl_way(cluster, args.kubeconfig, args.kubectl_sessions))
-        runs["loader"].append(
-            loader_way(cluster, args.loader_sessions, concurrency=args.concurrency)
-        )
+        writes: tuple[load.StatusWrite, ...] = ("put", "patch") if i % 2 == 0 else ("patch", "put")
+        for write in writes:
+            runs["loader" if write == "put" else "loader-patch"].append(
+                loader_way(
+                    cluster, args.loader_sessions, concurrency=args.concurrency, status_write=write
+                )
+            )
         console.print(
-            f"repeat {i + 1}: kubectl {runs['kubectl'][-1]['rate']:.1f}/s, "
-            f"loader {runs['loader'][-1]['rate']:.1f}/s",
+            f"repeat {i + 1}: " + ", ".join(f"{way} {runs[way][-1]['rate']:.1f}/s" for way in ways),
             highlight=False,
         )
     median = {k: statistics.median(r["rate"] for r in v) for k, v in runs.items()}
@@ -199,31 +216,35 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeats):
         table.add_column(f"#{i + 1}", justify="right")
     table.add_column("median", justify="right")
-    table.add_row(
-        "kubectl apply + patch (upstream)",
-        str(args.kubectl_sessions),
-        *(f"{r['rate']:.1f}" for r in runs["kubectl"]),
-        f"{median['kubectl']:.1f}",
-    )
-    table.add_row(
-        f"triage loader (concurrency {args.concurrency})",
-        str(args.loader_sessions),
-        *(f"{r['rate']:.1f}" for r in runs["loader"]),
-        f"{median['loader']:.1f}",
-    )
+    labels = {
+        "kubectl": ("kubectl apply + patch (upstream)", args.kubectl_sessions),
+        "loader": (
+            f"triage loader, status PUT (concurrency {args.concurrency})",
+            args.loader_sessions,
+        ),
+        "loader-patch": ("triage loader, status merge patch", args.loader_sessions),
+    }
+    for way in ways:
+        label, n = labels[way]
+        table.add_row(label, str(n), *(f"{r['rate']:.1f}" for r in runs[way]), f"{median[way]:.1f}")
     table.caption = f"ratio {ratio:.0f}x (target >= 100x); loader target >= 500/s"
     console.print(table)
 
-    cpu_names = sorted({n for r in runs["loader"] for n in r["cpu_ms_per_session"]})
-    cpu_median = {
-        n: statistics.median(r["cpu_ms_per_session"].get(n, 0.0) for r in runs["loader"])
-        for n in cpu_names
-    }
+    def cpu_medians(way: str) -> dict[str, float]:
+        names = sorted({n for r in runs[way] for n in r["cpu_ms_per_session"]})
+        return {
+            n: statistics.median(r["cpu_ms_per_session"].get(n, 0.0) for r in runs[way])
+            for n in names
+        }
+
+    cpu_median = cpu_medians("loader")
+    cpu_median_patch = cpu_medians("loader-patch")
     cpu_table = Table(title="CPU per session while the loader ran (ms, median of repeats)")
     cpu_table.add_column("process")
-    cpu_table.add_column("ms/session", justify="right")
+    cpu_table.add_column("status PUT", justify="right")
+    cpu_table.add_column("merge patch", justify="right")
     for name, ms in sorted(cpu_median.items(), key=lambda kv: -kv[1]):
-        cpu_table.add_row(name, f"{ms:.2f}")
+        cpu_table.add_row(name, f"{ms:.2f}", f"{cpu_median_patch.get(name, 0.0):.2f}")
     total_ms = sum(cpu_median.values())
     cpu_table.caption = (
         f"total {total_ms:.1f} ms/session: at most {1000 * (os.cpu_count() or 1) / total_ms:.0f}"
@@ -249,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         "median_sessions_per_second": median,
         "ratio": ratio,
         "cpu_ms_per_session_median": cpu_median,
+        "cpu_ms_per_session_median_patch": cpu_median_patch,
         "targets": {"ratio": 100, "loader_sessions_per_second": 500},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

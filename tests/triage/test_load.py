@@ -191,6 +191,49 @@ def test_running_sessions_get_parked_runner_pods(cluster: Cluster, run_id: str) 
 
 
 @pytest.mark.cluster
+@pytest.mark.parametrize("status_write", ["put", "patch"])
+def test_both_status_writes_give_the_same_session(
+    cluster: Cluster, run_id: str, status_write: load.StatusWrite
+) -> None:
+    scenario = get("terminal-sessions").sized(namespaces=1, sessions_per_ns=3, batch_size=1)
+    with load.Loader(
+        cluster, run_id=run_id, concurrency=4, session_phase="Failed", status_write=status_write
+    ) as loader:
+        loader.run_batch(scenario.plan()[0])
+    sessions = _sessions(run_id)
+    assert len(sessions) == 3
+    for s in sessions:
+        assert s["status"]["phase"] == "Failed" and s["status"]["completionTime"]
+        # The write went through the status subresource: the spec is the one created.
+        assert s["spec"]["initialPrompt"].startswith("You are working in")
+        assert s["metadata"]["generation"] == 1
+        assert s["metadata"]["labels"][load.RUN_ID_LABEL] == run_id
+
+
+@pytest.mark.cluster
+def test_status_put_on_a_changed_session_falls_back_to_merge_patch(
+    cluster: Cluster, run_id: str
+) -> None:
+    ns = load.namespace_name(run_id, 0)
+    cluster.json(
+        "POST",
+        "/api/v1/namespaces",
+        body=json.loads(load.namespace_body(ns, run_id=run_id, managed=False)),
+    )
+    base = f"/apis/{load.GROUP_VERSION}/namespaces/{ns}/agenticsessions"
+    _, created = cluster.raw(
+        "POST", base, body=load.session_body(namespace=ns, name="s", run_id=run_id, n=1)
+    )
+    # Someone else writes in between: the created object's resourceVersion is now stale.
+    kubectl("-n", ns, "annotate", "agenticsession", "s", "touched=yes")
+    with load.Loader(cluster, run_id=run_id, concurrency=1) as loader:
+        loader._write_status(f"{base}/s/status", created, "Stopped")
+    (session,) = _sessions(run_id)
+    assert session["status"]["phase"] == "Stopped"
+    assert session["metadata"]["annotations"]["touched"] == "yes"
+
+
+@pytest.mark.cluster
 def test_cleanup_reports_stuck_namespaces_instead_of_hanging(cluster: Cluster, run_id: str) -> None:
     name = load.namespace_name(run_id, 0)
     cluster.json(

@@ -109,6 +109,15 @@ def _change(
     return MetricChange(key, label, unit, base, new, worse_when, worse, better, note)
 
 
+#: Summary fields compared as they are, where more is worse: (attribute, label, unit).
+_WORSE_WHEN_HIGHER: tuple[tuple[str, str, Unit], ...] = (
+    ("peak_working_set_bytes", "Peak working set", "bytes"),
+    ("steady_rss_bytes", "Steady RSS", "bytes"),
+    ("restart_peak_bytes", "Peak after restart", "bytes"),
+    ("cumulative_ooms", "Cumulative OOMs", "count"),
+)
+
+
 def _opt(value: int | float | None) -> float | None:
     return None if value is None else float(value)
 
@@ -144,15 +153,6 @@ def compare_runs(
             noise=bool(overlap),
         ),
         _change(
-            key="peak_working_set_bytes",
-            label="Peak working set",
-            unit="bytes",
-            base=_opt(base.peak_working_set_bytes),
-            new=_opt(new.peak_working_set_bytes),
-            worse_when="higher",
-            threshold=threshold,
-        ),
-        _change(
             key="oom_point_sessions",
             label="OOM point",
             unit="sessions",
@@ -162,34 +162,19 @@ def compare_runs(
             threshold=threshold,
             note=f"base {oom_note(base) or 'n/a'}, new {oom_note(new) or 'n/a'}",
         ),
-        _change(
-            key="steady_rss_bytes",
-            label="Steady RSS",
-            unit="bytes",
-            base=_opt(base.steady_rss_bytes),
-            new=_opt(new.steady_rss_bytes),
-            worse_when="higher",
-            threshold=threshold,
-        ),
-        _change(
-            key="restart_peak_bytes",
-            label="Peak after restart",
-            unit="bytes",
-            base=_opt(base.restart_peak_bytes),
-            new=_opt(new.restart_peak_bytes),
-            worse_when="higher",
-            threshold=threshold,
-        ),
-        _change(
-            key="cumulative_ooms",
-            label="Cumulative OOMs",
-            unit="count",
-            base=float(base.cumulative_ooms),
-            new=float(new.cumulative_ooms),
-            worse_when="higher",
-            threshold=threshold,
-        ),
     ]
+    for attr, label, unit in _WORSE_WHEN_HIGHER:
+        changes.append(
+            _change(
+                key=attr,
+                label=label,
+                unit=unit,
+                base=_opt(getattr(base, attr)),
+                new=_opt(getattr(new, attr)),
+                worse_when="higher",
+                threshold=threshold,
+            )
+        )
     if base.latency and new.latency:
         for p in (50, 90, 99):
             changes.append(
