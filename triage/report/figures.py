@@ -13,6 +13,7 @@ import base64
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -33,6 +34,8 @@ MUTED = "#94a3b8"
 BASE = "#64748b"
 NEW = "#ea580c"
 DPI = 100
+SESSIONS = "sessions created"
+LegendLoc = Literal["best", "lower right", "upper left"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +86,21 @@ def _int_axis(ax: Axes) -> None:
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
 
 
-def _legend(ax: Axes) -> None:
+def _legend(ax: Axes, loc: LegendLoc = "best") -> None:
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc="best")
+        ax.legend(fontsize=8, frameon=False, loc=loc)
+
+
+def _memory_axes(ax: Axes, *, xlabel: str) -> None:
+    """Memory from zero up in binary sizes; sessions on x are written as whole numbers.
+
+    Call after the data is drawn: the y ticks depend on the visible range.
+    """
+    ax.set_xlabel(xlabel, fontsize=9)
+    ax.set_ylim(bottom=0)
+    _mib_axis(ax)
+    if xlabel == SESSIONS:
+        _int_axis(ax)
 
 
 def _figure(fig_id: str, title: str, caption: str, fig: MplFigure) -> Figure:
@@ -148,14 +163,10 @@ def memory_vs_sessions(s: RunSummary, *, ax: Axes | None = None, label: str = ""
             zorder=7,
             label=f"restart peak {s.restart_peak_bytes / MI:,.0f}Mi",
         )
-    ax.set_xlabel("sessions created", fontsize=9)
     ax.set_ylabel("memory", fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
-    _int_axis(ax)
+    _memory_axes(ax, xlabel=SESSIONS)
     # Memory climbs from lower left to upper right: the lower right corner is the free one.
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc="lower right")
+    _legend(ax, "lower right")
     if not own or fig is None:
         return None
     return _figure(
@@ -209,9 +220,7 @@ def memory_over_time(s: RunSummary) -> Figure | None:
             zorder=5,
             label="restart peak",
         )
-    ax.set_xlabel("seconds since start", fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
+    _memory_axes(ax, xlabel="seconds since start")
     _legend(ax)
     return _figure(
         "memory-over-time",
@@ -275,11 +284,8 @@ def fit_figure(s: RunSummary) -> Figure | None:
         fontsize=8.5,
         bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#cbd5e1"},
     )
-    ax.set_xlabel("sessions created", fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
-    _int_axis(ax)
-    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    _memory_axes(ax, xlabel=SESSIONS)
+    _legend(ax, "lower right")
     return _figure(
         "fit",
         "Fitted growth: memory = a + b x sessions",
@@ -381,9 +387,7 @@ def memray_figure(s: RunSummary) -> Figure | None:
         linewidth=1.5,
         label="heap (memray)",
     )
-    ax.set_xlabel("batch", fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
+    _memory_axes(ax, xlabel="batch")
     _legend(ax)
     return _figure(
         "memray-heap",
@@ -474,12 +478,8 @@ def compare_memory(base: RunSummary, new: RunSummary) -> Figure:
                 linewidth=1.2,
                 label=f"{name}: OOM @ {s.oom_sessions:,}",
             )
-    ax.set_xlabel("sessions created", fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
-    _int_axis(ax)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc="lower right")
+    _memory_axes(ax, xlabel=SESSIONS)
+    _legend(ax, "lower right")
     return _figure(
         "compare-memory",
         "Working set against sessions, both runs",
@@ -509,12 +509,8 @@ def compare_fits(base: RunSummary, new: RunSummary) -> Figure | None:
         values.append(s.fit.slope / 1024)
         errs.append((s.fit.slope_half_width or 0.0) / 1024)
         colors.append(color)
-    ax.set_xlabel("sessions created", fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
-    _int_axis(ax)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc="upper left")
+    _memory_axes(ax, xlabel=SESSIONS)
+    _legend(ax, "upper left")
     ax2.bar(names, values, yerr=errs, color=colors, alpha=0.85, capsize=8, width=0.5)
     ax2.set_ylabel("KiB per session (95% CI)", fontsize=9)
     return _figure(
