@@ -90,6 +90,43 @@ class _Family:
         raise NotImplementedError
 
 
+class _ValueFamily(_Family):
+    """A family holding one float per label set: what counters and gauges share."""
+
+    def __init__(self, name: str, help: str, labelnames: Sequence[str], *, zero: bool) -> None:
+        super().__init__(name, help, labelnames)
+        self._values: dict[LabelValues, float] = {}
+        if zero and not self.labelnames:
+            self._values[()] = 0.0
+
+    def _child_key(self, values: Sequence[Any], kw: dict[str, Any]) -> LabelValues:
+        key = self._key(values, kw)
+        with self._lock:
+            self._values.setdefault(key, 0.0)
+        return key
+
+    def _add(self, key: LabelValues, amount: float) -> None:
+        with self._lock:
+            self._values[key] = self._values.get(key, 0.0) + amount
+
+    def get(self, *values: Any) -> float:
+        return self._values.get(tuple(str(v) for v in values), 0.0)
+
+    def remove(self, *values: Any) -> None:
+        with self._lock:
+            self._values.pop(tuple(str(v) for v in values), None)
+
+    def _lines(self, values: dict[LabelValues, float]) -> list[str]:
+        return [
+            f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in sorted(values.items())
+        ]
+
+    def samples(self) -> list[str]:
+        with self._lock:
+            values = dict(self._values)
+        return self._lines(values)
+
+
 class _CounterChild:
     __slots__ = ("_family", "_key")
 
@@ -104,43 +141,24 @@ class _CounterChild:
         return self._family._values.get(self._key, 0.0)
 
 
-class Counter(_Family):
+class Counter(_ValueFamily):
     """Monotonic counter; `inc()` directly when unlabelled, else `.labels(...).inc()`."""
 
     kind = "counter"
 
     def __init__(self, name: str, help: str, labelnames: Sequence[str]) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[LabelValues, float] = {}
-        if not self.labelnames:
-            self._values[()] = 0.0
+        super().__init__(name, help, labelnames, zero=True)
 
     def labels(self, *values: Any, **kw: Any) -> _CounterChild:
-        key = self._key(values, kw)
-        with self._lock:
-            self._values.setdefault(key, 0.0)
-        return _CounterChild(self, key)
+        return _CounterChild(self, self._child_key(values, kw))
 
     def _inc(self, key: LabelValues, amount: float) -> None:
         if amount < 0:
             raise ValueError("counters only go up")
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
+        self._add(key, amount)
 
     def inc(self, amount: float = 1.0) -> None:
         self._inc(self._key((), {}), amount)
-
-    def get(self, *values: Any) -> float:
-        return self._values.get(tuple(str(v) for v in values), 0.0)
-
-    def remove(self, *values: Any) -> None:
-        with self._lock:
-            self._values.pop(tuple(str(v) for v in values), None)
-
-    def samples(self) -> list[str]:
-        with self._lock:
-            items = sorted(self._values.items())
-        return [f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in items]
 
 
 class _GaugeChild:
@@ -163,7 +181,7 @@ class _GaugeChild:
         return self._family._values.get(self._key, 0.0)
 
 
-class Gauge(_Family):
+class Gauge(_ValueFamily):
     """A value that goes up and down, or a callback evaluated at scrape time.
 
     An unlabelled callback returns a float; a labelled one returns (labelvalues, value)
@@ -179,28 +197,18 @@ class Gauge(_Family):
         labelnames: Sequence[str],
         callback: GaugeCallback | None = None,
     ) -> None:
-        super().__init__(name, help, labelnames)
-        self._values: dict[LabelValues, float] = {}
+        super().__init__(name, help, labelnames, zero=callback is None)
         self._callback = callback
-        if not self.labelnames and callback is None:
-            self._values[()] = 0.0
 
     def set_function(self, callback: GaugeCallback) -> None:
         self._callback = callback
 
     def labels(self, *values: Any, **kw: Any) -> _GaugeChild:
-        key = self._key(values, kw)
-        with self._lock:
-            self._values.setdefault(key, 0.0)
-        return _GaugeChild(self, key)
+        return _GaugeChild(self, self._child_key(values, kw))
 
     def _set(self, key: LabelValues, value: float) -> None:
         with self._lock:
             self._values[key] = float(value)
-
-    def _add(self, key: LabelValues, amount: float) -> None:
-        with self._lock:
-            self._values[key] = self._values.get(key, 0.0) + amount
 
     def set(self, value: float) -> None:
         self._set(self._key((), {}), value)
@@ -210,13 +218,6 @@ class Gauge(_Family):
 
     def dec(self, amount: float = 1.0) -> None:
         self._add(self._key((), {}), -amount)
-
-    def get(self, *values: Any) -> float:
-        return self._values.get(tuple(str(v) for v in values), 0.0)
-
-    def remove(self, *values: Any) -> None:
-        with self._lock:
-            self._values.pop(tuple(str(v) for v in values), None)
 
     def samples(self) -> list[str]:
         with self._lock:
@@ -228,9 +229,7 @@ class Gauge(_Family):
             else:
                 for labelvalues, v in out:
                     values[tuple(str(x) for x in labelvalues)] = float(v)
-        return [
-            f"{self.name}{_labels(self.labelnames, k)} {_fmt(v)}" for k, v in sorted(values.items())
-        ]
+        return self._lines(values)
 
 
 class _HistogramChild:

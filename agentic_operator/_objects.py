@@ -10,6 +10,7 @@ into a no-op instead of a duplicate.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from typing import Any
 
 __all__ = [
@@ -107,31 +108,30 @@ def _session_labels(session: str) -> dict[str, str]:
     return {"app": RUNNER_APP_LABEL, SESSION_LABEL: session}
 
 
-# -- per session ---------------------------------------------------------------------------
-
-
-def runner_service_account(session: Obj) -> Obj:
+def _session_child_meta(session: Obj, name_of: Callable[[str], str]) -> Obj:
+    """Metadata of an object a session owns: named after it, in its namespace, labelled."""
     name = session["metadata"]["name"]
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _meta(
-            service_account_name(name),
-            session["metadata"]["namespace"],
-            owner_reference(session, kind="AgenticSession"),
-            _session_labels(name),
-        ),
-    }
-
-
-def runner_token_secret(session: Obj, *, token: str, refreshed_at: str) -> Obj:
-    name = session["metadata"]["name"]
-    meta = _meta(
-        token_secret_name(name),
+    return _meta(
+        name_of(name),
         session["metadata"]["namespace"],
         owner_reference(session, kind="AgenticSession"),
         _session_labels(name),
     )
+
+
+# -- per session ---------------------------------------------------------------------------
+
+
+def runner_service_account(session: Obj) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": _session_child_meta(session, service_account_name),
+    }
+
+
+def runner_token_secret(session: Obj, *, token: str, refreshed_at: str) -> Obj:
+    meta = _session_child_meta(session, token_secret_name)
     meta["annotations"] = {TOKEN_REFRESHED_AT_ANNOTATION: refreshed_at}
     return {
         "apiVersion": "v1",
@@ -147,12 +147,7 @@ def runner_service(session: Obj) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(
-            service_name(name),
-            session["metadata"]["namespace"],
-            owner_reference(session, kind="AgenticSession"),
-            _session_labels(name),
-        ),
+        "metadata": _session_child_meta(session, service_name),
         "spec": {
             "type": "ClusterIP",
             "selector": _session_labels(name),
@@ -218,12 +213,7 @@ def runner_pod(session: Obj, *, image: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _meta(
-            pod_name(name),
-            session["metadata"]["namespace"],
-            owner_reference(session, kind="AgenticSession"),
-            _session_labels(name),
-        ),
+        "metadata": _session_child_meta(session, pod_name),
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account_name(name),

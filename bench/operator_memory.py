@@ -18,7 +18,6 @@ import contextlib
 import json
 import os
 import re
-import signal
 import socket
 import statistics
 import subprocess
@@ -33,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option  # noqa: E402
+from _cluster import add_kubeconfig_option, stop_process  # noqa: E402
 
 from agentic_operator._kube import ApiError, KubeClient, load_config  # noqa: E402
 
@@ -402,13 +401,7 @@ def run_operator(
             or 0,
         )
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process(proc)
         log_path.unlink(missing_ok=True)
 
 

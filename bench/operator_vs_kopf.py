@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option  # noqa: E402
+from _cluster import add_kubeconfig_option, stop_process  # noqa: E402
 from operator_memory import Loader, _now, free_port, proc_status, run_operator  # noqa: E402
 
 from agentic_operator._kube import KubeClient, load_config  # noqa: E402
@@ -99,13 +98,7 @@ def run_kopf(
                 "hwm": proc_status(proc.pid)["VmHWM"],
             }
         finally:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait()
+            stop_process(proc)
             log.close()
 
 

@@ -156,7 +156,7 @@ def load_run(path: Path) -> RunDir:
     )
 
 
-def _load_meta(path: Path) -> RunMeta:
+def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
@@ -165,6 +165,11 @@ def _load_meta(path: Path) -> RunMeta:
         raise RunDirError(path, f"not valid JSON: {e}") from e
     if not isinstance(raw, dict):
         raise RunDirError(path, "expected a JSON object")
+    return raw
+
+
+def _load_meta(path: Path) -> RunMeta:
+    raw = _read_json_object(path)
     schema = raw.get("schema")
     if schema != SCHEMA_VERSION:
         raise RunDirError(path, f"unsupported schema {schema!r} (this triage reads schema 1)")
@@ -366,14 +371,7 @@ def _load_profiles(profiles: Path) -> tuple[tuple[MemrayBatch, ...], dict[int, s
 
 
 def _load_memray(path: Path, batch: int) -> MemrayBatch:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as e:
-        raise RunDirError(path, f"cannot read: {e}") from e
-    except json.JSONDecodeError as e:
-        raise RunDirError(path, f"not valid JSON: {e}") from e
-    if not isinstance(raw, dict):
-        raise RunDirError(path, "expected a JSON object")
+    raw = _read_json_object(path)
     heap, allocations, top = (
         _int_or_none(raw.get("heap_bytes")),
         _int_or_none(raw.get("allocations")),
