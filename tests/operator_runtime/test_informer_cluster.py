@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -78,6 +78,25 @@ def _start(running: list[Running], inf: Informer[Any]) -> Running:
     return r
 
 
+def _cm_informer(
+    client: KubeClient,
+    path: str,
+    run_label: str,
+    *,
+    transform: Callable[[dict[str, Any]], View | None] = view,
+    **options: Any,
+) -> Informer[View]:
+    """A ConfigMap informer over this test's labelled objects; `options` go to the Informer."""
+    return Informer(
+        client,
+        name="cms",
+        path=path,
+        label_selector=f"rt-test={run_label}",
+        transform=transform,
+        **options,
+    )
+
+
 def _create_many(kube: KubeClient, ns: str, n: int, label: str, prefix: str = "cm") -> list[str]:
     names = [f"{prefix}-{i:03d}" for i in range(n)]
     for name in names:
@@ -90,14 +109,7 @@ def test_paginated_list_stores_transformed(
 ) -> None:
     names = _create_many(kube, rt_ns, 23, run_label)
     rec = Recorder()
-    inf: Informer[View] = Informer(
-        kube,
-        name="cms",
-        path=cm_path(rt_ns),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
-        page_size=5,
-    )
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label, page_size=5)
     inf.add_handler(rec)
     _start(running, inf)
     assert inf.wait_synced(30)
@@ -114,13 +126,7 @@ def test_watch_events_only_on_transformed_change(
     kube: KubeClient, rt_ns: str, run_label: str, running: list[Running]
 ) -> None:
     rec = Recorder()
-    inf: Informer[View] = Informer(
-        kube,
-        name="cms",
-        path=api_path(version="v1", plural="configmaps"),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
-    )
+    inf = _cm_informer(kube, api_path(version="v1", plural="configmaps"), run_label)
     inf.add_handler(rec)
     _start(running, inf)
     assert inf.wait_synced(30)
@@ -160,14 +166,7 @@ def test_admit_and_transform_none(
         return None if v[1] == "skip" else v
 
     rec = Recorder()
-    inf: Informer[View] = Informer(
-        kube,
-        name="cms",
-        path=cm_path(rt_ns),
-        label_selector=f"rt-test={run_label}",
-        transform=transform,
-        admit=admit,
-    )
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label, transform=transform, admit=admit)
     inf.add_handler(rec)
     kube.create(cm_path(rt_ns), configmap("in", label=run_label, keep="yes"))
     kube.create(cm_path(rt_ns), configmap("out", label=run_label, keep="no"))
@@ -191,14 +190,7 @@ def test_admit_and_transform_none(
 def test_bookmarks_advance_resource_version(
     kube: KubeClient, rt_ns: str, rt_ns2: str, run_label: str, running: list[Running]
 ) -> None:
-    inf: Informer[View] = Informer(
-        kube,
-        name="cms",
-        path=cm_path(rt_ns),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
-        watch_timeout=3,
-    )
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label, watch_timeout=3)
     _start(running, inf)
     assert inf.wait_synced(30)
     list_rv = int(inf.resource_version)
@@ -233,9 +225,7 @@ def test_restart_resumes_from_resource_version(
 ) -> None:
     _create_many(kube, rt_ns, 3, run_label)
     rec = Recorder()
-    inf: Informer[View] = Informer(
-        kube, name="cms", path=cm_path(rt_ns), label_selector=f"rt-test={run_label}", transform=view
-    )
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label)
     inf.add_handler(rec)
     r = _start(running, inf)
     assert inf.wait_synced(30)
@@ -261,14 +251,7 @@ def test_gone_forces_relist_that_diffs(
 ) -> None:
     _create_many(kube, rt_ns, 4, run_label)
     rec = Recorder()
-    inf: Informer[View] = Informer(
-        kube,
-        name="cms",
-        path=cm_path(rt_ns),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
-        page_size=2,
-    )
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label, page_size=2)
     inf.add_handler(rec)
     r = _start(running, inf)
     assert inf.wait_synced(30)
@@ -316,15 +299,7 @@ def test_cut_connections_lose_no_events(
 ) -> None:
     client, proxy = proxied
     rec = Recorder()
-    inf: Informer[View] = Informer(
-        client,
-        name="cms",
-        path=cm_path(rt_ns),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
-        backoff_initial=0.1,
-        backoff_max=0.5,
-    )
+    inf = _cm_informer(client, cm_path(rt_ns), run_label, backoff_initial=0.1, backoff_max=0.5)
     inf.add_handler(rec)
     r = _start(running, inf)
     assert inf.wait_synced(30)
@@ -373,15 +348,7 @@ def test_stop_is_prompt_even_while_backing_off(
     rt_ns: str, run_label: str, running: list[Running], proxied: tuple[KubeClient, TcpProxy]
 ) -> None:
     client, proxy = proxied
-    inf: Informer[View] = Informer(
-        client,
-        name="cms",
-        path=cm_path(rt_ns),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
-        backoff_initial=5,
-        backoff_max=30,
-    )
+    inf = _cm_informer(client, cm_path(rt_ns), run_label, backoff_initial=5, backoff_max=30)
     r = _start(running, inf)
     assert inf.wait_synced(30)
     time.sleep(0.3)  # now blocked in a watch read
@@ -398,12 +365,10 @@ def test_refill_and_evict(
 ) -> None:
     managed = {rt_ns}
     rec = Recorder()
-    inf: Informer[View] = Informer(
+    inf = _cm_informer(
         kube,
-        name="cms",
-        path=api_path(version="v1", plural="configmaps"),
-        label_selector=f"rt-test={run_label}",
-        transform=view,
+        api_path(version="v1", plural="configmaps"),
+        run_label,
         admit=lambda o: o["metadata"]["namespace"] in managed,
     )
     inf.add_handler(rec)
@@ -439,9 +404,7 @@ def test_failing_handler_does_not_stop_informer(
     def bad(*_: Any) -> None:
         raise RuntimeError("handler bug")
 
-    inf: Informer[View] = Informer(
-        kube, name="cms", path=cm_path(rt_ns), label_selector=f"rt-test={run_label}", transform=view
-    )
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label)
     inf.add_handler(bad)
     inf.add_handler(rec)
     _start(running, inf)
