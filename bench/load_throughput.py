@@ -7,7 +7,9 @@ same background load, is the only comparison that means anything on a shared mac
 loader's number includes creating and labelling its namespaces, the kubectl loop's does not.
 The loader runs twice per repeat, once with each way of writing the status (a PUT of the
 created object, its default, and the merge patch the upstream script used), so the saving
-of the PUT is measured side by side too.
+of the PUT is measured side by side too; a third loader run creates minimal sessions (a
+few hundred bytes, the `upstream-minimal` scenario), which shows what the loader does when
+the objects are cheap for the apiserver.
 
     .venv/bin/python bench/load_throughput.py [--kubectl-sessions 30] [--loader-sessions 2000]
 
@@ -39,7 +41,7 @@ from _cluster import add_kubeconfig_option  # noqa: E402
 
 from triage import load  # noqa: E402
 from triage.kube import Cluster, connect  # noqa: E402
-from triage.scenario import get  # noqa: E402
+from triage.scenario import SessionShape, get  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "load_throughput.json"
 STATE = Path(os.environ.get("TRIAGE_CLUSTER_STATE", "/var/lib/triage-local"))
@@ -142,6 +144,7 @@ def loader_way(
     *,
     concurrency: int,
     status_write: load.StatusWrite = "put",
+    session_shape: SessionShape = "production",
     per_ns: int = 100,
 ) -> dict[str, Any]:
     """triage's loader: namespaces + sessions + status writes over one pool."""
@@ -158,6 +161,7 @@ def loader_way(
             concurrency=concurrency,
             session_phase="Completed",
             status_write=status_write,
+            session_shape=session_shape,
         ) as loader:
             before = cpu_seconds(pids)
             result = loader.run_batch(scenario.plan()[0])
@@ -190,17 +194,23 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     cluster = connect(kubeconfig=args.kubeconfig, context=None)
-    ways = ("kubectl", "loader", "loader-patch")
+    ways = ("kubectl", "loader", "loader-patch", "loader-minimal")
     runs: dict[str, list[dict[str, Any]]] = {way: [] for way in ways}
+    loader_ways: dict[str, dict[str, Any]] = {
+        "loader": {"status_write": "put"},
+        "loader-patch": {"status_write": "patch"},
+        "loader-minimal": {"status_write": "put", "session_shape": "minimal"},
+    }
     for i in range(args.repeats):
-        # Interleaved, so a burst of background load hits every way alike; the two status
-        # writes swap order each repeat, so neither always runs right after a cleanup.
+        # Interleaved, so a burst of background load hits every way alike; the loader's ways
+        # rotate each repeat, so none always runs right after a cleanup.
         runs["kubectl"].append(kubectl_way(cluster, args.kubeconfig, args.kubectl_sessions))
-        writes: tuple[load.StatusWrite, ...] = ("put", "patch") if i % 2 == 0 else ("patch", "put")
-        for write in writes:
-            runs["loader" if write == "put" else "loader-patch"].append(
+        order = list(loader_ways)
+        order = order[i % len(order) :] + order[: i % len(order)]
+        for way in order:
+            runs[way].append(
                 loader_way(
-                    cluster, args.loader_sessions, concurrency=args.concurrency, status_write=write
+                    cluster, args.loader_sessions, concurrency=args.concurrency, **loader_ways[way]
                 )
             )
         console.print(
@@ -223,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             args.loader_sessions,
         ),
         "loader-patch": ("triage loader, status merge patch", args.loader_sessions),
+        "loader-minimal": ("triage loader, minimal sessions", args.loader_sessions),
     }
     for way in ways:
         label, n = labels[way]
@@ -239,12 +250,19 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu_median = cpu_medians("loader")
     cpu_median_patch = cpu_medians("loader-patch")
+    cpu_median_minimal = cpu_medians("loader-minimal")
     cpu_table = Table(title="CPU per session while the loader ran (ms, median of repeats)")
     cpu_table.add_column("process")
     cpu_table.add_column("status PUT", justify="right")
     cpu_table.add_column("merge patch", justify="right")
+    cpu_table.add_column("minimal", justify="right")
     for name, ms in sorted(cpu_median.items(), key=lambda kv: -kv[1]):
-        cpu_table.add_row(name, f"{ms:.2f}", f"{cpu_median_patch.get(name, 0.0):.2f}")
+        cpu_table.add_row(
+            name,
+            f"{ms:.2f}",
+            f"{cpu_median_patch.get(name, 0.0):.2f}",
+            f"{cpu_median_minimal.get(name, 0.0):.2f}",
+        )
     total_ms = sum(cpu_median.values())
     cpu_table.caption = (
         f"total {total_ms:.1f} ms/session: at most {1000 * (os.cpu_count() or 1) / total_ms:.0f}"
@@ -271,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": ratio,
         "cpu_ms_per_session_median": cpu_median,
         "cpu_ms_per_session_median_patch": cpu_median_patch,
+        "cpu_ms_per_session_median_minimal": cpu_median_minimal,
         "targets": {"ratio": 100, "loader_sessions_per_second": 500},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

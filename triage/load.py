@@ -34,7 +34,7 @@ import urllib3
 
 from triage.errors import RunFailedError
 from triage.kube import Cluster
-from triage.scenario import BatchPlan, NamespacePlan
+from triage.scenario import BatchPlan, NamespacePlan, SessionShape
 
 MANAGED_LABEL = "ambient-code.io/managed"
 PART_OF_LABEL = "app.kubernetes.io/part-of"
@@ -91,8 +91,19 @@ _PROMPT = (
 )
 
 
-def session_body(*, namespace: str, name: str, run_id: str, n: int) -> bytes:
+def session_body(
+    *, namespace: str, name: str, run_id: str, n: int, shape: SessionShape = "production"
+) -> bytes:
     """A session shaped like production ones (~5-6 KB of JSON once the status is written)."""
+    labels = {RUN_ID_LABEL: run_id, PART_OF_LABEL: PART_OF_VALUE}
+    if shape == "minimal":
+        minimal = {
+            "apiVersion": GROUP_VERSION,
+            "kind": "AgenticSession",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"displayName": f"oom-repro {n}", "initialPrompt": f"Test session {n}"},
+        }
+        return json.dumps(minimal, separators=(",", ":")).encode()
     repo = f"https://github.com/ambient-code/platform-{n % 17:02d}"
     body = {
         "apiVersion": GROUP_VERSION,
@@ -100,7 +111,7 @@ def session_body(*, namespace: str, name: str, run_id: str, n: int) -> bytes:
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {RUN_ID_LABEL: run_id, PART_OF_LABEL: PART_OF_VALUE},
+            "labels": labels,
             "annotations": {
                 "ambient-code.io/created-by": f"user-{n % 97}@example.com",
                 "ambient-code.io/display-name": f"Fix flaky informer relist #{n}",
@@ -319,10 +330,12 @@ class Loader:
         run_id: str,
         concurrency: int = 32,
         session_phase: str | None = "Completed",
+        session_shape: SessionShape = "production",
         status_write: StatusWrite = "put",
         timeout: float = 60,
     ) -> None:
         self._cluster = cluster
+        self._shape = session_shape
         self._status_write = status_write
         self._run_id = run_id
         self._phase = session_phase
@@ -439,7 +452,11 @@ class Loader:
             "POST",
             base,
             session_body(
-                namespace=namespace, name=name, run_id=self._run_id, n=ns.index * 1000 + j
+                namespace=namespace,
+                name=name,
+                run_id=self._run_id,
+                n=ns.index * 1000 + j,
+                shape=self._shape,
             ),
             ok=(201,),
         )
@@ -481,16 +498,19 @@ class Loader:
         rate). The PUT carries the create's resourceVersion, so if anything touched the
         session in between, it gets 409 and the merge patch, which needs no version, is used.
         """
+        # A minimal session gets the bare phase, as the upstream script's patch wrote it.
+        doc = status_doc(phase) if self._shape == "production" else {"phase": phase}
         if self._status_write == "put":
             obj = json.loads(created)
-            obj["status"] = status_doc(phase)
+            obj["status"] = doc
             body = json.dumps(obj, separators=(",", ":")).encode()
             status, data = self._send("PUT", path, body, content_type="application/json")
             if status == 200:
                 return
             if status != 409:
                 raise _http_failure("PUT", path, status, data)
-        self._request("PATCH", path, status_body(phase), ok=(200,), content_type=MERGE_PATCH)
+        patch = json.dumps({"status": doc}, separators=(",", ":")).encode()
+        self._request("PATCH", path, patch, ok=(200,), content_type=MERGE_PATCH)
 
     def _create_noise_pod(self, ns: NamespacePlan, k: int, counter: _Counter) -> None:
         namespace = namespace_name(self._run_id, ns.index)

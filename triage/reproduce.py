@@ -295,6 +295,7 @@ class _Run:
             run_id=self.rd.run_id,
             concurrency=self.options.concurrency,
             session_phase=sc.session_phase,
+            session_shape=sc.session_shape,
         ) as loader:
             for plan in self.plans:
                 result = loader.run_batch(plan)

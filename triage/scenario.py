@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -31,6 +31,13 @@ _SIZE_KEYS = frozenset(
     {"namespaces", "sessions_per_ns", "batch_size", "noise_pods_per_ns", "churn_rounds", "scale"}
 )
 _MIX_KEYS = ("sessions", "project_settings", "namespaces", "pods", "runner_pods")
+
+
+#: What a session looks like: "production" (~5.8 KB with its status, the size upstream
+#: measured on its cluster) or "minimal" (a few hundred bytes and a bare phase, what a shell
+#: script creates). Running both separates per-object overhead from per-byte cost.
+SessionShape = Literal["production", "minimal"]
+SESSION_SHAPES: tuple[SessionShape, ...] = ("production", "minimal")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ class Scenario:
     sessions_per_ns: int
     batch_size: int  # namespaces per batch
     managed: bool = True
+    session_shape: SessionShape = "production"
     noise_pods_per_ns: int = 0
     churn_rounds: int = 0
     burst: bool = False
@@ -209,6 +217,12 @@ def _from_yaml(path: Path) -> Scenario:
         raise UsageError(
             f"scenario {raw['name']}: session_phase {phase!r} is not one of {sorted(PHASES)}"
         )
+    shape = raw.get("session_shape", "production")
+    if shape not in SESSION_SHAPES:
+        raise UsageError(
+            f"scenario {raw['name']}: session_shape {shape!r} is not one of "
+            f"{', '.join(SESSION_SHAPES)}"
+        )
     sizes = raw.get("sizes") or {}
     for size, values in sizes.items():
         unknown = set(values) - _SIZE_KEYS
@@ -225,6 +239,7 @@ def _from_yaml(path: Path) -> Scenario:
         sessions_per_ns=int(raw.get("sessions_per_ns", 0)),
         batch_size=int(raw.get("batch_size", 10)),
         managed=bool(raw.get("managed", True)),
+        session_shape=shape,
         noise_pods_per_ns=int(raw.get("noise_pods_per_ns", 0)),
         churn_rounds=int(raw.get("churn_rounds", 0)),
         burst=bool(raw.get("burst", False)),

@@ -211,6 +211,26 @@ def test_both_status_writes_give_the_same_session(
 
 
 @pytest.mark.cluster
+def test_minimal_sessions_are_small_and_reach_their_phase(cluster: Cluster, run_id: str) -> None:
+    scenario = get("upstream-minimal").sized(namespaces=1, sessions_per_ns=4, batch_size=1)
+    with load.Loader(
+        cluster,
+        run_id=run_id,
+        concurrency=4,
+        session_phase=scenario.session_phase,
+        session_shape=scenario.session_shape,
+    ) as loader:
+        loader.run_batch(scenario.plan()[0])
+    sessions = _sessions(run_id)
+    assert len(sessions) == 4
+    for s in sessions:
+        assert s["status"] == {"phase": "Completed"}
+        assert set(s["spec"]) <= {"displayName", "initialPrompt", "timeout", "interactive"}
+        raw = len(json.dumps(s, separators=(",", ":")))
+        assert raw < 1024, raw
+
+
+@pytest.mark.cluster
 def test_status_put_on_a_changed_session_falls_back_to_merge_patch(
     cluster: Cluster, run_id: str
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -20,6 +22,7 @@ EXPECTED = {
     "condition-churn",
     "production-mix",
     "burst",
+    "upstream-minimal",
 }
 
 
@@ -49,6 +52,17 @@ def test_terminal_sessions_matches_the_upstream_reproducer() -> None:
         "pods": 0,
         "managed_namespaces": 300,
     }
+
+
+def test_session_shape_is_read_and_checked(tmp_path: Path) -> None:
+    assert sc.get("terminal-sessions").session_shape == "production"
+    minimal = sc.get("upstream-minimal")
+    assert minimal.session_shape == "minimal"
+    assert minimal.sized("ci").totals() == sc.get("terminal-sessions").sized("ci").totals()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\nsession_phase: Completed\nsession_shape: huge\n")
+    with pytest.raises(UsageError, match="session_shape 'huge' is not one of production, minimal"):
+        sc._from_yaml(bad)
 
 
 def test_production_mix_keeps_the_upstream_ratios() -> None:

@@ -88,6 +88,12 @@ def show_command(
                 "left Pending: the operator starts runners" if sc.sessions_per_ns else "no sessions"
             ),
         ),
+        (
+            "session shape",
+            "production (~5.8 KB with its status)"
+            if sc.session_shape == "production"
+            else "minimal (a few hundred bytes, bare phase)",
+        ),
         ("namespaces", str(totals["namespaces"])),
         ("managed namespaces", str(totals["managed_namespaces"])),
         ("sessions per namespace", "per production ratios" if sc.mix else str(sc.sessions_per_ns)),
