@@ -78,8 +78,8 @@ test-unit: venv ## Run only the pure unit tests (no cluster)
 
 .PHONY: lint
 lint: venv ## ruff lint + format check, mypy --strict, import contracts
-	$(VENV)/bin/ruff check agentic_operator triage tests bench
-	$(VENV)/bin/ruff format --check agentic_operator triage tests bench
+	$(VENV)/bin/ruff check agentic_operator triage tests bench cluster
+	$(VENV)/bin/ruff format --check agentic_operator triage tests bench cluster
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
