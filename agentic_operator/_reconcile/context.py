@@ -7,12 +7,16 @@ small object passes them around instead of a long argument list on every constru
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agentic_operator._config import OperatorConfig
+from agentic_operator._controller import Result
 from agentic_operator._informer import Informer
-from agentic_operator._kube import ApiError, KubeClient, api_path
+from agentic_operator._kube import ApiError, KubeClient, KubeError, api_path
 from agentic_operator._objects import GROUP, VERSION
 from agentic_operator._operator_metrics import OperatorMetrics
 from agentic_operator._reconcile.inactivity import ProjectTimeoutCache
@@ -24,6 +28,7 @@ __all__ = [
     "create_ignoring_exists",
     "delete_ignoring_missing",
     "get_or_none",
+    "reconcile_measured",
     "sessions_path",
     "settings_path",
 ]
@@ -65,6 +70,34 @@ class Context:
 
     def managed(self, namespace: str) -> bool:
         return self.namespaces.get(namespace) is not None
+
+
+def reconcile_measured(
+    ctx: Context,
+    *,
+    kind: str,
+    key: str,
+    reconcile: Callable[[], None],
+    logger: logging.Logger,
+    error_requeue: float,
+) -> Result:
+    """Run one level-based reconcile of `kind`, counted and timed in the operator's metrics.
+
+    An API error is not the reconciler's to handle: it is counted, logged once, and the
+    key comes back after `error_requeue` seconds; the next pass reads the world afresh.
+    """
+    started = time.monotonic()
+    ok = True
+    try:
+        reconcile()
+        return Result()
+    except KubeError as e:
+        ok = False
+        ctx.metrics.session_error(kind, type(e).__name__)
+        logger.warning("%s %s: %s; retrying in %.0fs", kind, key, e, error_requeue)
+        return Result(requeue_after=error_requeue)
+    finally:
+        ctx.metrics.reconcile_done(kind, ok, time.monotonic() - started)
 
 
 def get_or_none(client: KubeClient, path: str) -> dict[str, Any] | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,7 +17,12 @@ from agentic_operator import _objects as objs
 from agentic_operator._controller import Result
 from agentic_operator._informer import Informer
 from agentic_operator._kube import ApiError, KubeError
-from agentic_operator._reconcile.context import Context, create_ignoring_exists, settings_path
+from agentic_operator._reconcile.context import (
+    Context,
+    create_ignoring_exists,
+    reconcile_measured,
+    settings_path,
+)
 
 __all__ = ["NamespaceReconciler"]
 
@@ -50,18 +54,14 @@ class NamespaceReconciler:
         self._ctx.timeouts.invalidate(namespace)
 
     def __call__(self, namespace: str) -> Result:
-        started = time.monotonic()
-        ok = True
-        try:
-            self._reconcile(namespace)
-            return Result()
-        except KubeError as e:
-            ok = False
-            self._ctx.metrics.session_error("Namespace", type(e).__name__)
-            log.warning("namespace %s: %s; retrying in %.0fs", namespace, e, _ERROR_REQUEUE)
-            return Result(requeue_after=_ERROR_REQUEUE)
-        finally:
-            self._ctx.metrics.reconcile_done("Namespace", ok, time.monotonic() - started)
+        return reconcile_measured(
+            self._ctx,
+            kind="Namespace",
+            key=namespace,
+            reconcile=lambda: self._reconcile(namespace),
+            logger=log,
+            error_requeue=_ERROR_REQUEUE,
+        )
 
     def _reconcile(self, namespace: str) -> None:
         if not self._ctx.managed(namespace):

@@ -10,7 +10,6 @@ one GET and no write, which keeps a re-list of hundreds of projects cheap.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from agentic_operator import _objects as objs
@@ -20,6 +19,7 @@ from agentic_operator._reconcile.context import (
     Context,
     delete_ignoring_missing,
     get_or_none,
+    reconcile_measured,
     settings_path,
 )
 
@@ -105,18 +105,14 @@ class ProjectSettingsReconciler:
         ns, sep, name = key.partition("/")
         if not sep:
             return Result()
-        started = time.monotonic()
-        ok = True
-        try:
-            self._reconcile(ns, name)
-            return Result()
-        except KubeError as e:
-            ok = False
-            self._ctx.metrics.session_error("ProjectSettings", type(e).__name__)
-            log.warning("projectsettings %s: %s; retrying in %.0fs", key, e, _ERROR_REQUEUE)
-            return Result(requeue_after=_ERROR_REQUEUE)
-        finally:
-            self._ctx.metrics.reconcile_done("ProjectSettings", ok, time.monotonic() - started)
+        return reconcile_measured(
+            self._ctx,
+            kind="ProjectSettings",
+            key=key,
+            reconcile=lambda: self._reconcile(ns, name),
+            logger=log,
+            error_requeue=_ERROR_REQUEUE,
+        )
 
     def _reconcile(self, ns: str, name: str) -> None:
         if not self._ctx.managed(ns):
