@@ -113,11 +113,7 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
                 prefix: str = prefix,
                 created: dict[int, bytes] = created,
             ) -> None:
-                doc = (
-                    load.status_doc("Completed")
-                    if shape == "production"
-                    else {"phase": "Completed"}
-                )
+                doc = load.status_doc("Completed", shape=shape)
                 path = f"{base}/{prefix}-{i}/status"
                 if write == "PUT":
                     obj = json.loads(created[i])

@@ -116,7 +116,7 @@ def kubectl_way(
         "/api/v1/namespaces",
         body=json.loads(load.namespace_body(ns, run_id=run_id, managed=False)),
     )
-    doc = load.status_doc("Completed") if session_shape == "production" else {"phase": "Completed"}
+    doc = load.status_doc("Completed", shape=session_shape)
     status = json.dumps({"status": doc}, separators=(",", ":"))
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -94,7 +94,8 @@ _PROMPT = (
 def session_body(
     *, namespace: str, name: str, run_id: str, n: int, shape: SessionShape = "production"
 ) -> bytes:
-    """A session shaped like production ones (~5-6 KB of JSON once the status is written)."""
+    """A session shaped like production ones (~5-6 KB of JSON once the status is written),
+    or a minimal one of a few hundred bytes (see `SessionShape`)."""
     labels = {RUN_ID_LABEL: run_id, PART_OF_LABEL: PART_OF_VALUE}
     if shape == "minimal":
         minimal = {
@@ -185,8 +186,17 @@ _CONDITIONS = (
 )
 
 
-def status_doc(phase: str, *, round_: int = 0, started: str | None = None) -> dict[str, Any]:
-    """A status in `phase` with the conditions a real run leaves behind."""
+def status_doc(
+    phase: str,
+    *,
+    round_: int = 0,
+    started: str | None = None,
+    shape: SessionShape = "production",
+) -> dict[str, Any]:
+    """A status in `phase` with the conditions a real run leaves behind (a bare phase for a
+    minimal session, as the upstream script's patch wrote it)."""
+    if shape == "minimal":
+        return {"phase": phase}
     ts = now_rfc3339()
     started = started or ts
     conditions = [
@@ -498,8 +508,7 @@ class Loader:
         rate). The PUT carries the create's resourceVersion, so if anything touched the
         session in between, it gets 409 and the merge patch, which needs no version, is used.
         """
-        # A minimal session gets the bare phase, as the upstream script's patch wrote it.
-        doc = status_doc(phase) if self._shape == "production" else {"phase": phase}
+        doc = status_doc(phase, shape=self._shape)
         if self._status_write == "put":
             obj = json.loads(created)
             obj["status"] = doc
