@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import secrets
 import statistics
 import sys
@@ -33,7 +31,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option  # noqa: E402
+from _cluster import add_kubeconfig_option, write_result  # noqa: E402
 from load_throughput import cluster_pids, cpu_seconds  # noqa: E402
 
 from triage import load  # noqa: E402
@@ -182,22 +180,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(table)
 
-    out = {
-        "schema": 1,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cluster": {"context": cluster.context, "server": cluster.server},
-        "host": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg": os.getloadavg(),
+    write_result(
+        args.out,
+        context=cluster.context,
+        server=cluster.server,
+        data={
+            "writes": args.writes,
+            "concurrency": CONCURRENCY,
+            "repeats": repeats,
+            "median": median,
         },
-        "writes": args.writes,
-        "concurrency": CONCURRENCY,
-        "repeats": repeats,
-        "median": median,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    )
     console.print(f"wrote {args.out}", highlight=False)
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import secrets
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option  # noqa: E402
+from _cluster import add_kubeconfig_option, write_result  # noqa: E402
 
 from triage import load  # noqa: E402
 from triage.kube import Cluster, connect  # noqa: E402
@@ -291,29 +290,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     console.print(cpu_table)
 
-    out = {
-        "schema": 1,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "cluster": {"context": cluster.context, "server": cluster.server},
-        "host": {
-            "python": platform.python_version(),
-            "cpus": os.cpu_count(),
-            "loadavg": os.getloadavg(),
+    write_result(
+        args.out,
+        context=cluster.context,
+        server=cluster.server,
+        data={
+            "kubectl_sessions": args.kubectl_sessions,
+            "loader_sessions": args.loader_sessions,
+            "concurrency": args.concurrency,
+            "runs": runs,
+            "median_sessions_per_second": median,
+            "ratio": ratio,
+            "ratio_minimal": ratio_minimal,
+            "cpu_ms_per_session_median": cpu_median,
+            "cpu_ms_per_session_median_patch": cpu_median_patch,
+            "cpu_ms_per_session_median_minimal": cpu_median_minimal,
+            "targets": {"ratio": 100, "loader_sessions_per_second": 500},
         },
-        "kubectl_sessions": args.kubectl_sessions,
-        "loader_sessions": args.loader_sessions,
-        "concurrency": args.concurrency,
-        "runs": runs,
-        "median_sessions_per_second": median,
-        "ratio": ratio,
-        "ratio_minimal": ratio_minimal,
-        "cpu_ms_per_session_median": cpu_median,
-        "cpu_ms_per_session_median_patch": cpu_median_patch,
-        "cpu_ms_per_session_median_minimal": cpu_median_minimal,
-        "targets": {"ratio": 100, "loader_sessions_per_second": 500},
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    )
     console.print(f"wrote {args.out}", highlight=False)
     return 0
 
