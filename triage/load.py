@@ -475,10 +475,11 @@ class Loader:
         # Runners of the production mix are Running sessions; everything else takes the
         # scenario's phase.
         phase = "Running" if j < ns.runner_pods else self._phase
+        parsed = None
         if phase is not None:
-            self._write_status(f"{base}/{name}/status", data, phase)
+            parsed = self._write_status(f"{base}/{name}/status", data, phase)
         if phase == "Running":
-            uid = json.loads(data)["metadata"]["uid"]
+            uid = (parsed or json.loads(data))["metadata"]["uid"]
             owner = {
                 "apiVersion": GROUP_VERSION,
                 "kind": "AgenticSession",
@@ -499,8 +500,11 @@ class Loader:
             counter.add()
         return (namespace, name), created_at
 
-    def _write_status(self, path: str, created: bytes, phase: str) -> None:
+    def _write_status(self, path: str, created: bytes, phase: str) -> dict[str, Any] | None:
         """Move a just-created session to `phase` through the status subresource.
+
+        Returns the created object if it had to be parsed (for the PUT), so the caller does
+        not parse it again.
 
         A PUT of the created object with its status set costs the apiserver less than a
         merge patch (no patch to apply: in a CPU profile of a bulk load, applying the merge
@@ -509,17 +513,19 @@ class Loader:
         session in between, it gets 409 and the merge patch, which needs no version, is used.
         """
         doc = status_doc(phase, shape=self._shape)
+        obj: dict[str, Any] | None = None
         if self._status_write == "put":
             obj = json.loads(created)
             obj["status"] = doc
             body = json.dumps(obj, separators=(",", ":")).encode()
             status, data = self._send("PUT", path, body, content_type="application/json")
             if status == 200:
-                return
+                return obj
             if status != 409:
                 raise _http_failure("PUT", path, status, data)
         patch = json.dumps({"status": doc}, separators=(",", ":")).encode()
         self._request("PATCH", path, patch, ok=(200,), content_type=MERGE_PATCH)
+        return obj
 
     def _create_noise_pod(self, ns: NamespacePlan, k: int, counter: _Counter) -> None:
         namespace = namespace_name(self._run_id, ns.index)

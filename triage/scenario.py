@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -37,7 +37,7 @@ _MIX_KEYS = ("sessions", "project_settings", "namespaces", "pods", "runner_pods"
 #: measured on its cluster) or "minimal" (a few hundred bytes and a bare phase, what a shell
 #: script creates). Running both separates per-object overhead from per-byte cost.
 SessionShape = Literal["production", "minimal"]
-SESSION_SHAPES: tuple[SessionShape, ...] = ("production", "minimal")
+SESSION_SHAPES: tuple[SessionShape, ...] = get_args(SessionShape)
 
 
 @dataclass(frozen=True)
