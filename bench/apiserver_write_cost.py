@@ -48,9 +48,7 @@ def _check(status: int, data: bytes, what: str) -> bytes:
     return data
 
 
-def _timed(
-    cluster: Cluster, n: int, fn: Callable[[int], None], pids: dict[str, int]
-) -> dict[str, Any]:
+def _timed(n: int, fn: Callable[[int], None], pids: dict[str, int]) -> dict[str, Any]:
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         before = cpu_seconds(pids)
         t0 = time.monotonic()
@@ -80,18 +78,26 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
                 *cluster.raw("POST", f"/api/v1/namespaces/{ns}/configmaps", body=body), "configmap"
             )
 
-        out["configmap create"] = _timed(cluster, n, configmap, pids)
+        out["configmap create"] = _timed(n, configmap, pids)
         base = f"/apis/{load.GROUP_VERSION}/namespaces/{ns}/agenticsessions"
         # Each status write goes to sessions of its own that have just been created, as in
         # the loader: a status written a second time would be a larger object to begin with.
-        ways: tuple[tuple[SessionShape, str], ...] = (
-            ("minimal", "PUT"),
-            ("production", "PUT"),
-            ("production", "merge patch"),
+        ways: tuple[tuple[SessionShape, load.StatusWrite], ...] = (
+            ("minimal", "put"),
+            ("production", "put"),
+            ("production", "patch"),
         )
         for shape, write in ways:
             created: dict[int, bytes] = {}
-            prefix = f"{shape}-{'put' if write == 'PUT' else 'patch'}"
+            prefix = f"{shape}-{write}"
+            # The loader's own status write, so what is measured is what a run sends.
+            writer = load.Loader(
+                cluster,
+                run_id=run_id,
+                concurrency=CONCURRENCY,
+                session_shape=shape,
+                status_write=write,
+            )
 
             def create(
                 i: int,
@@ -106,30 +112,19 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
 
             def write_status(
                 i: int,
-                shape: SessionShape = shape,
-                write: str = write,
                 prefix: str = prefix,
                 created: dict[int, bytes] = created,
+                writer: load.Loader = writer,
             ) -> None:
-                doc = load.status_doc("Completed", shape=shape)
-                path = f"{base}/{prefix}-{i}/status"
-                if write == "PUT":
-                    obj = json.loads(created[i])
-                    obj["status"] = doc
-                    body = json.dumps(obj, separators=(",", ":")).encode()
-                    _check(*cluster.raw("PUT", path, body=body), "status PUT")
-                else:
-                    body = json.dumps({"status": doc}, separators=(",", ":")).encode()
-                    _check(
-                        *cluster.raw("PATCH", path, body=body, content_type=load.MERGE_PATCH),
-                        "status merge patch",
-                    )
+                writer._write_status(f"{base}/{prefix}-{i}/status", created[i], "Completed")
 
-            if write == "PUT":
-                out[f"{shape} session create"] = _timed(cluster, n, create, pids)
-            else:
-                _timed(cluster, n, create, pids)
-            out[f"{shape} status {write}"] = _timed(cluster, n, write_status, pids)
+            with writer:
+                if write == "put":
+                    out[f"{shape} session create"] = _timed(n, create, pids)
+                else:
+                    _timed(n, create, pids)
+                label = "PUT" if write == "put" else "merge patch"
+                out[f"{shape} status {label}"] = _timed(n, write_status, pids)
     finally:
         load.cleanup(cluster, run_id=run_id, timeout=300)
     return out

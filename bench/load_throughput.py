@@ -27,8 +27,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -79,6 +80,26 @@ def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
             continue
         out[name] = (int(fields[11]) + int(fields[12])) / CLK_TCK
     return out
+
+
+@dataclass(frozen=True)
+class Way:
+    """One way of creating sessions that the benchmark measures."""
+
+    label: str
+    tool: Literal["kubectl", "loader"]
+    shape: SessionShape = "production"
+    status_write: load.StatusWrite = "put"
+
+
+#: In table order; "loader" over "kubectl" is the ratio the issue's target is about.
+WAYS: dict[str, Way] = {
+    "kubectl": Way("kubectl apply + patch (upstream)", "kubectl"),
+    "loader": Way("triage loader, status PUT (concurrency {concurrency})", "loader"),
+    "loader-patch": Way("triage loader, status merge patch", "loader", status_write="patch"),
+    "kubectl-minimal": Way("kubectl apply + patch, minimal sessions", "kubectl", "minimal"),
+    "loader-minimal": Way("triage loader, minimal sessions", "loader", "minimal"),
+}
 
 
 def _run_id(tag: str) -> str:
@@ -200,34 +221,28 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     cluster = connect(kubeconfig=args.kubeconfig, context=None)
-    ways = ("kubectl", "loader", "loader-patch", "kubectl-minimal", "loader-minimal")
-    kubectl_ways: tuple[tuple[str, SessionShape], ...] = (
-        ("kubectl", "production"),
-        ("kubectl-minimal", "minimal"),
-    )
-    runs: dict[str, list[dict[str, Any]]] = {way: [] for way in ways}
-    loader_ways: dict[str, dict[str, Any]] = {
-        "loader": {"status_write": "put"},
-        "loader-patch": {"status_write": "patch"},
-        "loader-minimal": {"status_write": "put", "session_shape": "minimal"},
-    }
+    runs: dict[str, list[dict[str, Any]]] = {way: [] for way in WAYS}
+    loader_ways = [way for way, w in WAYS.items() if w.tool == "loader"]
     for i in range(args.repeats):
         # Interleaved, so a burst of background load hits every way alike; the loader's ways
         # rotate each repeat, so none always runs right after a cleanup.
-        for way, shape in kubectl_ways:
-            runs[way].append(
-                kubectl_way(cluster, args.kubeconfig, args.kubectl_sessions, session_shape=shape)
-            )
-        order = list(loader_ways)
-        order = order[i % len(order) :] + order[: i % len(order)]
+        turn = i % len(loader_ways)
+        order = [w for w in WAYS if w not in loader_ways] + loader_ways[turn:] + loader_ways[:turn]
         for way in order:
+            w = WAYS[way]
             runs[way].append(
-                loader_way(
-                    cluster, args.loader_sessions, concurrency=args.concurrency, **loader_ways[way]
+                kubectl_way(cluster, args.kubeconfig, args.kubectl_sessions, session_shape=w.shape)
+                if w.tool == "kubectl"
+                else loader_way(
+                    cluster,
+                    args.loader_sessions,
+                    concurrency=args.concurrency,
+                    status_write=w.status_write,
+                    session_shape=w.shape,
                 )
             )
         console.print(
-            f"repeat {i + 1}: " + ", ".join(f"{way} {runs[way][-1]['rate']:.1f}/s" for way in ways),
+            f"repeat {i + 1}: " + ", ".join(f"{way} {runs[way][-1]['rate']:.1f}/s" for way in WAYS),
             highlight=False,
         )
     median = {k: statistics.median(r["rate"] for r in v) for k, v in runs.items()}
@@ -240,18 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in range(args.repeats):
         table.add_column(f"#{i + 1}", justify="right")
     table.add_column("median", justify="right")
-    labels = {
-        "kubectl": ("kubectl apply + patch (upstream)", args.kubectl_sessions),
-        "loader": (
-            f"triage loader, status PUT (concurrency {args.concurrency})",
-            args.loader_sessions,
-        ),
-        "loader-patch": ("triage loader, status merge patch", args.loader_sessions),
-        "kubectl-minimal": ("kubectl apply + patch, minimal sessions", args.kubectl_sessions),
-        "loader-minimal": ("triage loader, minimal sessions", args.loader_sessions),
-    }
-    for way in ways:
-        label, n = labels[way]
+    for way, w in WAYS.items():
+        label = w.label.format(concurrency=args.concurrency)
+        n = args.kubectl_sessions if w.tool == "kubectl" else args.loader_sessions
         table.add_row(label, str(n), *(f"{r['rate']:.1f}" for r in runs[way]), f"{median[way]:.1f}")
     table.caption = (
         f"ratio {ratio:.0f}x production-shaped, {ratio_minimal:.0f}x minimal (target >= 100x); "
