@@ -47,13 +47,19 @@ else
 endif
 
 .PHONY: image
-image: ## Build the operator image and load it into the cluster
+image: ## Build the operator image, the test operators and the py-spy sidecar; load them
 ifeq ($(CLUSTER),kind)
 	docker build -t localhost/agentic-operator:dev .
 	docker build -t localhost/ambient-runner:dev -f cluster/images/runner.Dockerfile .
 	kind load docker-image localhost/agentic-operator:dev localhost/ambient-runner:dev --name triage
+	for t in kopf-sessions client-sessions go-informer; do \
+	    docker build -t localhost/triage-$$t:dev -f cluster/images/$$t.Dockerfile . || exit 1; done
+	docker build -t localhost/triage-pyspy:dev -f cluster/images/pyspy.Dockerfile .
+	kind load docker-image localhost/triage-kopf-sessions:dev localhost/triage-client-sessions:dev \
+	    localhost/triage-go-informer:dev localhost/triage-pyspy:dev --name triage
 else
 	bash cluster/images.sh
+	bash cluster/test-operators.sh
 endif
 
 .PHONY: deploy
@@ -70,7 +76,7 @@ demo: venv cluster-up deploy ## End to end: reproduce an OOMKill and render the 
 .PHONY: test
 test: venv cluster-up ## Run every test (unit, cluster, node) against the real cluster
 	$(MAKE) image
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	PYTEST_ARGS="$(PYTEST_ARGS)" TRIAGE_KUBECONFIG=$(TRIAGE_KUBECONFIG) bash tests/run-suite.sh
 
 .PHONY: test-unit
 test-unit: venv ## Run only the pure unit tests (no cluster)

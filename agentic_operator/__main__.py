@@ -20,7 +20,6 @@ from types import FrameType
 
 from agentic_operator._config import ConfigError, OperatorConfig, parse_config
 from agentic_operator._httpserve import HTTPServerHandle, serve_metrics, serve_probes
-from agentic_operator._kube import KubeClient, KubeError, load_config
 from agentic_operator._leader import LeaderElector
 from agentic_operator._metrics import REGISTRY
 from agentic_operator._operator_metrics import OperatorMetrics
@@ -32,6 +31,7 @@ from agentic_operator._profiling import (
     stop_memray,
 )
 from agentic_operator._reconcile.manager import Operator
+from agentic_operator.kube import KubeClient, KubeError, load_config
 
 __all__ = ["main", "run"]
 
@@ -69,7 +69,8 @@ def run(config: OperatorConfig, stop: threading.Event) -> int:
         log.error("no cluster configuration: %s", e)
         return 2
     client = KubeClient(cluster, max_connections=max(16, config.max_concurrent_reconciles + 8))
-    op = Operator(config, client, OperatorMetrics(REGISTRY))
+    metrics = OperatorMetrics(REGISTRY, max_namespaces=config.metrics_max_namespaces)
+    op = Operator(config, client, metrics)
     try:
         servers = _serve(config, op, stop)
     except OSError as e:
@@ -87,7 +88,10 @@ def run(config: OperatorConfig, stop: threading.Event) -> int:
         if not op.start_caches(stop):
             return 0
         if config.leader_elect:
-            identity = f"{socket.gethostname()}_{os.getpid()}"
+            # The pod's name (downward API) leads, as client-go's hostname does: on the host
+            # network the hostname is the node's, and tools map the holder to a pod by name.
+            who = os.environ.get("POD_NAME") or socket.gethostname()
+            identity = f"{who}_{os.getpid()}"
             elector = LeaderElector(
                 client, namespace=config.namespace, name=LEASE_NAME, identity=identity
             )

@@ -16,6 +16,7 @@ from typing import Literal
 __all__ = [
     "DEFAULT_INACTIVITY_SECONDS",
     "DEFAULT_RUNNER_IMAGE",
+    "DEFAULT_TOKEN_REFRESH_SECONDS",
     "CacheMode",
     "ConfigError",
     "OperatorConfig",
@@ -27,6 +28,10 @@ DEFAULT_RUNNER_IMAGE = "quay.io/ambient_code/vteam_claude_runner:latest"
 DEFAULT_INACTIVITY_SECONDS = 86400
 DEFAULT_OPERATOR_NAMESPACE = "ambient-code"
 DEFAULT_MANAGED_SELECTOR = "ambient-code.io/managed=true"
+
+DEFAULT_TOKEN_REFRESH_SECONDS = 45 * 60
+DEFAULT_METRICS_MAX_NAMESPACES = 1000
+_TRUE = frozenset({"1", "true", "yes", "on"})
 
 CacheMode = Literal["lean", "full"]
 
@@ -53,6 +58,14 @@ class OperatorConfig:
     # Which namespaces are projects. Upstream's label; AGENTIC_MANAGED_SELECTOR narrows it
     # so several operators can share one cluster without reconciling each other's projects.
     managed_selector: str = DEFAULT_MANAGED_SELECTOR
+    # USE_VERTEX: runners authenticate through Vertex AI, so a session does not wait for
+    # the prerequisite Secret (contract.RUNNER_SECRETS_NAME) in its namespace.
+    use_vertex: bool = False
+    # How old a runner token may get before it is minted again (upstream: 45 minutes).
+    # AGENTIC_TOKEN_REFRESH_SECONDS shortens it so a test can watch a refresh happen.
+    token_refresh_seconds: int = DEFAULT_TOKEN_REFRESH_SECONDS
+    # Namespaces whose session counters get series of their own (the rest: "_overflow").
+    metrics_max_namespaces: int = DEFAULT_METRICS_MAX_NAMESPACES
 
     @property
     def fallback_inactivity_timeout(self) -> int:
@@ -135,6 +148,12 @@ def parse_config(
         default_timeout = _env_int(env, "DEFAULT_INACTIVITY_TIMEOUT", DEFAULT_INACTIVITY_SECONDS)
         if default_timeout < 0:
             raise ConfigError("DEFAULT_INACTIVITY_TIMEOUT must be >= 0 (0 disables auto-stop)")
+    refresh = _env_int(env, "AGENTIC_TOKEN_REFRESH_SECONDS", DEFAULT_TOKEN_REFRESH_SECONDS)
+    if refresh < 1:
+        raise ConfigError("AGENTIC_TOKEN_REFRESH_SECONDS must be at least 1")
+    max_ns = _env_int(env, "AGENTIC_METRICS_MAX_NAMESPACES", DEFAULT_METRICS_MAX_NAMESPACES)
+    if max_ns < 0:
+        raise ConfigError("AGENTIC_METRICS_MAX_NAMESPACES must be >= 0")
     return OperatorConfig(
         max_concurrent_reconciles=args.max_concurrent_reconciles,
         metrics_bind_address=args.metrics_bind_address,
@@ -149,4 +168,7 @@ def parse_config(
         log_level=str(args.log_level).upper(),
         managed_selector=env.get("AGENTIC_MANAGED_SELECTOR", "").strip()
         or DEFAULT_MANAGED_SELECTOR,
+        use_vertex=env.get("USE_VERTEX", "").strip().lower() in _TRUE,
+        token_refresh_seconds=refresh,
+        metrics_max_namespaces=max_ns,
     )

@@ -1,8 +1,12 @@
 """Workers that drain a WorkQueue into a reconcile function, with controller-runtime rules.
 
-The reconcile contract is "given a key, make the world match the spec and say when to look
-again". This module owns everything around that: N worker threads, requeue on exception
-with backoff, requeue-after with the per-key failure count reset, and a shutdown that lets
+The reconcile contract is controller-runtime's: given a key, make the world match the spec
+and return a `Result` (look again after a delay, or not) plus an error. A reconciler does
+not log, count or schedule its own failures: it returns the error and the controller
+counts it once (`controller_runtime_reconcile_errors_total`), logs it once and requeues
+the key with per-key backoff, or, for a `TerminalError`, drops it, since retrying cannot
+help. An exception that escapes reconcile is handled like a returned error (a panic in
+controller-runtime). This module also owns the N worker threads and a shutdown that lets
 in-flight reconciles finish (bounded) without starting queued ones, so SIGTERM is quick.
 """
 
@@ -14,11 +18,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from agentic_operator._informer import call_when_set
-from agentic_operator._metrics import REGISTRY, Registry, queue_metrics
+from agentic_operator._metrics import REGISTRY, QueueMetrics, family
 from agentic_operator._workqueue import WorkQueue
 
-__all__ = ["Controller", "Result"]
+__all__ = ["Controller", "Outcome", "Reconcile", "Result", "TerminalError"]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,19 @@ class Result:
     requeue: bool = False
 
 
+class TerminalError(Exception):
+    """controller-runtime's `reconcile.TerminalError`: counted and logged, never retried."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+Outcome = tuple[Result, BaseException | None]
+"""What reconcile returns: (Result, None) on success, (Result(), error) on failure."""
+Reconcile = Callable[[str], Outcome]
+
+
 class Controller:
     """Runs `reconcile(key)` on `workers` threads; keys come from `enqueue` (informer handlers)."""
 
@@ -38,11 +57,11 @@ class Controller:
         self,
         *,
         name: str,
-        reconcile: Callable[[str], Result],
+        reconcile: Reconcile,
         workers: int,
         queue: WorkQueue | None = None,
         error_requeue: float | None = None,
-        registry: Registry | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -51,7 +70,7 @@ class Controller:
         self._workers = workers
         reg = registry if registry is not None else REGISTRY
         self._queue = (
-            queue if queue is not None else WorkQueue(name=name, metrics=queue_metrics(name, reg))
+            queue if queue is not None else WorkQueue(name=name, metrics=QueueMetrics(reg, name))
         )
         # None: exceptions back off exponentially per key; a number: fixed delay per retry
         # (upstream requeues errors after 5 s), still subject to the global rate limit.
@@ -60,28 +79,45 @@ class Controller:
         self._stopping = threading.Event()
         self._active = 0
         self._active_lock = threading.Lock()
-        self._m_total = reg.counter(
+        self._m_total = family(
+            reg,
+            Counter,
             "controller_runtime_reconcile_total",
             "Total number of reconciliations per controller",
             ("controller", "result"),
         )
-        self._m_errors = reg.counter(
+        self._m_errors = family(
+            reg,
+            Counter,
             "controller_runtime_reconcile_errors_total",
             "Total number of reconciliation errors per controller",
             ("controller",),
         ).labels(name)
-        self._m_time = reg.histogram(
+        self._m_terminal = family(
+            reg,
+            Counter,
+            "controller_runtime_terminal_reconcile_errors_total",
+            "Total number of terminal reconciliation errors per controller",
+            ("controller",),
+        ).labels(name)
+        self._m_time = family(
+            reg,
+            Histogram,
             "controller_runtime_reconcile_time_seconds",
             "Length of time per reconciliation per controller",
             ("controller",),
-            (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
         ).labels(name)
-        self._m_workers = reg.gauge(
+        self._m_workers = family(
+            reg,
+            Gauge,
             "controller_runtime_active_workers",
             "Number of currently used workers per controller",
             ("controller",),
         ).labels(name)
-        self._m_max = reg.gauge(
+        self._m_max = family(
+            reg,
+            Gauge,
             "controller_runtime_max_concurrent_reconciles",
             "Maximum number of concurrent reconciles per controller",
             ("controller",),
@@ -98,9 +134,6 @@ class Controller:
 
     def enqueue(self, key: str) -> None:
         self._queue.add(key)
-
-    def enqueue_after(self, key: str, delay: float) -> None:
-        self._queue.add_after(key, delay)
 
     def run(self, stop: threading.Event) -> None:
         """Start the workers and return; `stop` (or `shutdown`) ends them."""
@@ -159,21 +192,32 @@ class Controller:
     def _process(self, key: str) -> None:
         q = self._queue
         start = time.monotonic()
+        err: BaseException | None
         try:
-            result = self._reconcile(key)
-        except Exception:
-            self._m_time.observe(time.monotonic() - start)
+            result, err = self._reconcile(key)
+        except Exception as e:
+            # A bug, not an API failure: same handling, with the traceback in the log.
+            log.exception("controller %s: reconcile %s raised", self.name, key)
+            result, err = Result(), e
+        self._m_time.observe(time.monotonic() - start)
+        if err is not None:
             self._m_errors.inc()
             self._results["error"].inc()
-            log.exception(
-                "controller %s: reconcile %s failed (attempt %d)",
+            if isinstance(err, TerminalError):
+                self._m_terminal.inc()
+                log.error("controller %s: %s: terminal error, not retried: %s", self.name, key, err)
+                q.forget(key)
+                return
+            log.warning(
+                "controller %s: %s: %s: %s (attempt %d, retrying)",
                 self.name,
                 key,
+                type(err).__name__,
+                err,
                 q.num_requeues(key) + 1,
             )
             q.add_rate_limited(key, item_delay=self._error_requeue)
             return
-        self._m_time.observe(time.monotonic() - start)
         if result.requeue_after is not None and result.requeue_after > 0:
             self._results["requeue_after"].inc()
             q.forget(key)

@@ -13,18 +13,18 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+
+from agentic_operator._metrics import render
 
 __all__ = ["HTTPServerHandle", "parse_addr", "serve", "serve_metrics", "serve_probes"]
 
 log = logging.getLogger(__name__)
 
 Route = Callable[[Mapping[str, list[str]]], tuple[int, str, bytes]]
-
-
-class _Renderable(Protocol):
-    def render(self) -> bytes: ...
 
 
 def parse_addr(addr: str) -> tuple[str, int] | None:
@@ -136,11 +136,11 @@ def serve(addr: str, routes: Mapping[str, Route], *, name: str) -> HTTPServerHan
     return handle
 
 
-def serve_metrics(addr: str, registry: _Renderable) -> HTTPServerHandle | None:
+def serve_metrics(addr: str, registry: CollectorRegistry) -> HTTPServerHandle | None:
     """GET /metrics in the Prometheus text format; None when `addr` is "0"."""
 
     def metrics(_q: Mapping[str, list[str]]) -> tuple[int, str, bytes]:
-        return 200, "text/plain; version=0.0.4; charset=utf-8", registry.render()
+        return 200, CONTENT_TYPE_LATEST, render(registry)
 
     return serve(addr, {"/metrics": metrics}, name="metrics-server")
 

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from agentic_operator._kube.client import KubeClient, api_path
-from agentic_operator._kube.errors import ApiError, KubeError
-from agentic_operator._metrics import REGISTRY
+from prometheus_client import Gauge
+
+from agentic_operator._metrics import REGISTRY, family
+from agentic_operator.kube import ApiError, KubeClient, KubeError, NotFoundError
+from agentic_operator.resources import LEASES
 
 __all__ = ["LeaderElector"]
 
@@ -62,22 +64,16 @@ class LeaderElector:
         self._renew_deadline = renew_deadline
         self._retry_period = retry_period
         self._release_on_cancel = release_on_cancel
-        self._path = api_path(
-            group="coordination.k8s.io",
-            version="v1",
-            plural="leases",
-            namespace=namespace,
-            name=name,
-        )
-        self._collection = api_path(
-            group="coordination.k8s.io", version="v1", plural="leases", namespace=namespace
-        )
+        self._path = LEASES.path(namespace, name)
+        self._collection = LEASES.path(namespace)
         self._leading = threading.Event()
         # What we last saw in the Lease and when (monotonic) we first saw it that way.
         self._observed: tuple[str, str, str] | None = None
         self._observed_at = 0.0
         self._observed_duration = lease_duration
-        self._m_status = REGISTRY.gauge(
+        self._m_status = family(
+            REGISTRY,
+            Gauge,
             "leader_election_master_status",
             "Gauge of if the reporting system is master of the relevant lease, 0 indicates "
             "backup, 1 indicates master.",
@@ -188,11 +184,11 @@ class LeaderElector:
         now = _now_micro()
         try:
             lease = self._client.request("GET", self._path, timeout=self._timeout())
-        except ApiError as e:
-            if not e.not_found:
-                log.warning("leader election: reading lease: %s", e)
-                return False
+        except NotFoundError:
             return self._create(now)
+        except ApiError as e:
+            log.warning("leader election: reading lease: %s", e)
+            return False
         except KubeError as e:
             log.warning("leader election: reading lease: %s", e)
             return False

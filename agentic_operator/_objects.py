@@ -13,6 +13,30 @@ import base64
 from collections.abc import Callable
 from typing import Any
 
+from agentic_operator.contract import (
+    AGENTIC_SESSIONS,
+    API_VERSION,
+    CREATED_BY_USER_ANNOTATION,
+    GROUP,
+    MANAGED_LABEL,
+    PROJECT_SETTINGS_NAME,
+    RUNNER_APP_LABEL,
+    RUNNER_SECRETS_NAME,
+    RUNNER_SERVICE_ACCOUNT_APP_LABEL,
+    RUNNER_TOKEN_DIR,
+    RUNNER_TOKEN_FILE,
+    RUNNER_TOKEN_SECRET_APP_LABEL,
+    SERVICE_APP_LABEL,
+    SESSION_LABEL,
+    VERSION,
+    pod_name,
+    role_binding_name,
+    role_name,
+    service_account_name,
+    service_name,
+    token_secret_name,
+)
+
 __all__ = [
     "API_VERSION",
     "GROUP",
@@ -23,11 +47,13 @@ __all__ = [
     "RUNNER_APP_LABEL",
     "RUNNER_CONTAINER",
     "RUNNER_PORT",
+    "RUNNER_SECRETS",
     "SESSION_LABEL",
     "TOKEN_KEY",
     "TOKEN_REFRESHED_AT_ANNOTATION",
     "TRIGGER_NAME",
     "VERSION",
+    "created_by_user",
     "default_project_settings",
     "group_role_binding",
     "group_role_binding_name",
@@ -35,6 +61,8 @@ __all__ = [
     "owner_reference",
     "pod_name",
     "runner_pod",
+    "runner_role",
+    "runner_role_binding",
     "runner_service",
     "runner_service_account",
     "runner_token_secret",
@@ -46,14 +74,6 @@ __all__ = [
     "trigger_service_account",
 ]
 
-GROUP = "vteam.ambient-code"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
-
-MANAGED_LABEL = "ambient-code.io/managed"
-RUNNER_APP_LABEL = "ambient-code-runner"
-SESSION_LABEL = "agentic-session"
-PROJECT_SETTINGS_NAME = "projectsettings"
 PROJECT_ROLES = ("admin", "edit", "view")
 TRIGGER_NAME = "ambient-session-trigger"
 LIMIT_RANGE_NAME = "ambient-default-limits"
@@ -61,26 +81,13 @@ RUNNER_CONTAINER = "ambient-code-runner"
 RUNNER_PORT = 8001
 TOKEN_KEY = "k8s-token"  # noqa: S105 - a Secret key name, not a credential
 TOKEN_REFRESHED_AT_ANNOTATION = "ambient-code.io/token-refreshed-at"  # noqa: S105
-# Optional secrets the upstream runner reads its API keys and integration credentials from.
-RUNNER_SECRETS = ("ambient-runner-secrets", "ambient-non-vertex-integrations")
+# Secrets the upstream runner reads its API keys and integration credentials from. The
+# first is the prerequisite a Pending session waits for (unless Vertex is used); both are
+# optional in the pod so a Vertex deployment, which has neither, can start runners.
+RUNNER_SECRETS = (RUNNER_SECRETS_NAME, "ambient-non-vertex-integrations")
+TOKEN_VOLUME = "runner-token"  # noqa: S105 - a volume name
 
 Obj = dict[str, Any]
-
-
-def pod_name(session: str) -> str:
-    return f"{session}-runner"
-
-
-def service_name(session: str) -> str:
-    return f"session-{session}"
-
-
-def service_account_name(session: str) -> str:
-    return f"ambient-session-{session}"
-
-
-def token_secret_name(session: str) -> str:
-    return f"ambient-runner-token-{session}"
 
 
 def group_role_binding_name(group: str, role: str) -> str:
@@ -100,38 +107,93 @@ def owner_reference(obj: Obj, *, kind: str) -> Obj:
     }
 
 
-def _meta(name: str, namespace: str, owner: Obj, labels: dict[str, str]) -> Obj:
-    return {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner]}
+def _meta(name: str, namespace: str, owner: Obj, labels: dict[str, str] | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": namespace, "ownerReferences": [owner]}
+    if labels:
+        meta["labels"] = labels
+    return meta
 
 
 def _session_labels(session: str) -> dict[str, str]:
     return {"app": RUNNER_APP_LABEL, SESSION_LABEL: session}
 
 
-def _session_child_meta(session: Obj, name_of: Callable[[str], str]) -> Obj:
-    """Metadata of an object a session owns: named after it, in its namespace, labelled."""
-    name = session["metadata"]["name"]
+def _session_child_meta(
+    session: Obj, name_of: Callable[[str], str], labels: dict[str, str] | None
+) -> Obj:
+    """Metadata of an object a session owns: named after it, in its namespace, owned by it."""
     return _meta(
-        name_of(name),
+        name_of(session["metadata"]["name"]),
         session["metadata"]["namespace"],
-        owner_reference(session, kind="AgenticSession"),
-        _session_labels(name),
+        owner_reference(session, kind=AGENTIC_SESSIONS.kind),
+        labels,
     )
 
 
 # -- per session ---------------------------------------------------------------------------
 
 
+def created_by_user(session: Obj) -> dict[str, str]:
+    """The annotation naming the creating user, or nothing when the session names none."""
+    user = str(((session.get("spec") or {}).get("userContext") or {}).get("userId") or "").strip()
+    return {CREATED_BY_USER_ANNOTATION: user} if user else {}
+
+
 def runner_service_account(session: Obj) -> Obj:
+    meta = _session_child_meta(
+        session, service_account_name, {"app": RUNNER_SERVICE_ACCOUNT_APP_LABEL}
+    )
+    annotations = created_by_user(session)
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta}
+
+
+def runner_role(session: Obj) -> Obj:
+    """Least privilege for the runner's token: its sessions, access reviews, reading secrets."""
     return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": _session_child_meta(session, service_account_name),
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": _session_child_meta(session, role_name, None),
+        "rules": [
+            {
+                "apiGroups": [GROUP],
+                "resources": [AGENTIC_SESSIONS.plural],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            },
+            {
+                "apiGroups": ["authorization.k8s.io"],
+                "resources": ["selfsubjectaccessreviews"],
+                "verbs": ["create"],
+            },
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+        ],
+    }
+
+
+def runner_role_binding(session: Obj) -> Obj:
+    name = session["metadata"]["name"]
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": _session_child_meta(session, role_binding_name, None),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role_name(name),
+        },
+        "subjects": [
+            {
+                "kind": "ServiceAccount",
+                "name": service_account_name(name),
+                "namespace": session["metadata"]["namespace"],
+            }
+        ],
     }
 
 
 def runner_token_secret(session: Obj, *, token: str, refreshed_at: str) -> Obj:
-    meta = _session_child_meta(session, token_secret_name)
+    meta = _session_child_meta(session, token_secret_name, {"app": RUNNER_TOKEN_SECRET_APP_LABEL})
     meta["annotations"] = {TOKEN_REFRESHED_AT_ANNOTATION: refreshed_at}
     return {
         "apiVersion": "v1",
@@ -147,7 +209,9 @@ def runner_service(session: Obj) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _session_child_meta(session, service_name),
+        "metadata": _session_child_meta(
+            session, service_name, {"app": SERVICE_APP_LABEL, SESSION_LABEL: name}
+        ),
         "spec": {
             "type": "ClusterIP",
             "selector": _session_labels(name),
@@ -167,9 +231,7 @@ def _runner_env(session: Obj) -> list[Obj]:
         "AGENTIC_SESSION_NAME": meta["name"],
         "AGENTIC_SESSION_NAMESPACE": meta["namespace"],
         "SESSION_ID": meta["name"],
-        "INTERACTIVE": "true" if spec.get("interactive", True) else "false",
         "TIMEOUT": str(spec.get("timeout", 300)),
-        "AUTO_PUSH_ON_COMPLETE": "true" if spec.get("autoPushOnComplete") else "false",
         "AGUI_PORT": str(RUNNER_PORT),
     }
     if llm.get("model"):
@@ -185,18 +247,6 @@ def _runner_env(session: Obj) -> list[Obj]:
     if user.get("displayName"):
         fixed["USER_NAME"] = str(user["displayName"])
     env: list[Obj] = [{"name": k, "value": v} for k, v in fixed.items()]
-    env.append(
-        {
-            "name": "BOT_TOKEN",
-            "valueFrom": {
-                "secretKeyRef": {
-                    "name": token_secret_name(meta["name"]),
-                    "key": TOKEN_KEY,
-                    "optional": True,
-                }
-            },
-        }
-    )
     user_env = spec.get("environmentVariables") or {}
     # User variables come last so they override ours, as upstream's merge does.
     taken = {e["name"] for e in env}
@@ -213,11 +263,11 @@ def runner_pod(session: Obj, *, image: str) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _session_child_meta(session, pod_name),
+        "metadata": _session_child_meta(session, pod_name, _session_labels(name)),
         "spec": {
             "restartPolicy": "Never",
             "serviceAccountName": service_account_name(name),
-            # The runner authenticates with BOT_TOKEN; no second, auto-mounted credential.
+            # The runner authenticates with its token file; no second, auto-mounted credential.
             "automountServiceAccountToken": False,
             "terminationGracePeriodSeconds": 10,
             "containers": [
@@ -230,11 +280,26 @@ def runner_pod(session: Obj, *, image: str) -> Obj:
                     "envFrom": [
                         {"secretRef": {"name": s, "optional": True}} for s in RUNNER_SECRETS
                     ],
-                    "volumeMounts": [{"name": "workspace", "mountPath": "/workspace"}],
+                    "volumeMounts": [
+                        {"name": "workspace", "mountPath": "/workspace"},
+                        # A directory mount (never subPath): the kubelet swaps the files in
+                        # place when the Secret changes, so a token refresh reaches the
+                        # running runner; an environment variable would stay as it was.
+                        {"name": TOKEN_VOLUME, "mountPath": RUNNER_TOKEN_DIR, "readOnly": True},
+                    ],
                 }
             ],
             # Session state persists outside the pod (upstream moved to S3); scratch only.
-            "volumes": [{"name": "workspace", "emptyDir": {}}],
+            "volumes": [
+                {"name": "workspace", "emptyDir": {}},
+                {
+                    "name": TOKEN_VOLUME,
+                    "secret": {
+                        "secretName": token_secret_name(name),
+                        "items": [{"key": TOKEN_KEY, "path": RUNNER_TOKEN_FILE.rsplit("/", 1)[1]}],
+                    },
+                },
+            ],
         },
     }
 

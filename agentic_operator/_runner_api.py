@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agentic_operator._kube import ApiError, BodyTooLargeError, KubeClient, KubeError
 from agentic_operator._objects import service_name
+from agentic_operator.kube import ApiError, BodyTooLargeError, KubeClient, KubeError
 
 __all__ = ["RUNNER_BODY_CAP", "RunnerApi", "RunnerApiError"]
 

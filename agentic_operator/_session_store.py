@@ -22,6 +22,13 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from agentic_operator import contract
+from agentic_operator.contract import (
+    DESIRED_PHASE_ANNOTATION,
+    STOP_REASON_ANNOTATION,
+    TERMINAL_PHASES,
+)
+
 __all__ = [
     "DESIRED_PHASE_ANNOTATION",
     "PHASES",
@@ -36,11 +43,8 @@ __all__ = [
     "view",
 ]
 
-DESIRED_PHASE_ANNOTATION = "ambient-code.io/desired-phase"
-STOP_REASON_ANNOTATION = "ambient-code.io/stop-reason"
-
-PHASES = ("", "Pending", "Creating", "Running", "Stopping", "Stopped", "Completed", "Failed")
-TERMINAL_PHASES = frozenset({"Stopped", "Completed", "Failed"})
+# The packed code of a phase is its index; "" (no status yet) is code 0.
+PHASES = ("", *contract.PHASES)
 _PHASE_CODE = {p: i for i, p in enumerate(PHASES)}
 _DESIRED = ("", "Running", "Stopped")
 _DESIRED_CODE = {d: i for i, d in enumerate(_DESIRED)}
@@ -310,12 +314,6 @@ class SessionStore:
             names = [n for n, _ in _blob_items(entry)] if isinstance(entry, bytes) else list(entry)
             for name in names:
                 yield f"{ns}/{name}"
-
-    def namespace_names(self, namespace: str) -> list[str]:
-        entry = self._by_ns.get(namespace)
-        if entry is None:
-            return []
-        return [n for n, _ in _blob_items(entry)] if isinstance(entry, bytes) else list(entry)
 
     def namespaces(self) -> int:
         return len(self._by_ns)

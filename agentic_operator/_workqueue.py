@@ -19,11 +19,11 @@ import time
 from collections import deque
 from typing import Protocol
 
-__all__ = ["QueueMetrics", "TokenBucket", "WorkQueue"]
+__all__ = ["QueueHooks", "TokenBucket", "WorkQueue"]
 
 
-class QueueMetrics(Protocol):
-    """Hooks the queue reports into (see `_metrics.queue_metrics`)."""
+class QueueHooks(Protocol):
+    """Hooks the queue reports into (`_metrics.QueueMetrics` implements them)."""
 
     def add(self) -> None: ...
     def depth(self, depth: int) -> None: ...
@@ -67,7 +67,7 @@ class WorkQueue:
         max_delay: float = 300.0,
         qps: float = 50.0,
         burst: int = 300,
-        metrics: QueueMetrics | None = None,
+        metrics: QueueHooks | None = None,
     ) -> None:
         self.name = name
         self._base_delay = base_delay

@@ -168,12 +168,6 @@ class OOMCounter:
         with self._lock:
             return dict(self._unobserved)
 
-    def container_count(self, key: ContainerKey) -> int | None:
-        """Confirmed OOMs of one container while its state is held; None when not held."""
-        with self._lock:
-            st = self._states.get(key)
-            return None if st is None else st.count
-
     def __len__(self) -> int:
         with self._lock:
             return len(self._states)

@@ -14,7 +14,6 @@ Prints a table (median of repeats) and writes bench/results/apiserver_write_cost
 
 from __future__ import annotations
 
-import argparse
 import json
 import secrets
 import statistics
@@ -31,11 +30,11 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option, write_result  # noqa: E402
+from _cluster import bench_parser, write_result  # noqa: E402
 from load_throughput import cluster_pids, cpu_seconds  # noqa: E402
 
 from triage import load  # noqa: E402
-from triage.kube import Cluster, connect  # noqa: E402
+from triage.cluster import Cluster, connect  # noqa: E402
 from triage.scenario import SessionShape  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "apiserver_write_cost.json"
@@ -65,7 +64,7 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
     """Every kind of write once, N of each, in a namespace of its own that is deleted after."""
     run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-benchw-{secrets.token_hex(2)}"
     ns = load.namespace_name(run_id, 0)
-    cluster.raw(
+    cluster.client.send(
         "POST", "/api/v1/namespaces", body=load.namespace_body(ns, run_id=run_id, managed=False)
     )
     pids = cluster_pids()
@@ -75,7 +74,8 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
         def configmap(i: int) -> None:
             body = json.dumps({"metadata": {"name": f"c{i}"}, "data": {"k": "v"}}).encode()
             _check(
-                *cluster.raw("POST", f"/api/v1/namespaces/{ns}/configmaps", body=body), "configmap"
+                *cluster.client.send("POST", f"/api/v1/namespaces/{ns}/configmaps", body=body),
+                "configmap",
             )
 
         out["configmap create"] = _timed(n, configmap, pids)
@@ -108,7 +108,7 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
                 body = load.session_body(
                     namespace=ns, name=f"{prefix}-{i}", run_id=run_id, n=i, shape=shape
                 )
-                created[i] = _check(*cluster.raw("POST", base, body=body), "session create")
+                created[i] = _check(*cluster.client.send("POST", base, body=body), "session create")
 
             def write_status(
                 i: int,
@@ -131,16 +131,13 @@ def one_repeat(cluster: Cluster, n: int) -> dict[str, dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_kubeconfig_option(parser)
+    parser = bench_parser(__doc__, out=RESULTS, repeats=3)
     parser.add_argument("--writes", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     console = Console()
     cluster = connect(kubeconfig=args.kubeconfig, context=None)
-    cluster.set_pool_size(CONCURRENCY)
+    cluster.client.resize_pool(CONCURRENCY)
     repeats = []
     for i in range(args.repeats):
         repeats.append(one_repeat(cluster, args.writes))
@@ -177,14 +174,13 @@ def main(argv: list[str] | None = None) -> int:
 
     write_result(
         args.out,
-        context=cluster.context,
-        server=cluster.server,
-        data={
+        {
             "writes": args.writes,
             "concurrency": CONCURRENCY,
             "repeats": repeats,
             "median": median,
         },
+        cluster=(cluster.context, cluster.server),
     )
     console.print(f"wrote {args.out}", highlight=False)
     return 0

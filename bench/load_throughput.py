@@ -18,7 +18,6 @@ Prints a table and writes bench/results/load_throughput.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
@@ -37,10 +36,10 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option, write_result  # noqa: E402
+from _cluster import bench_parser, write_result  # noqa: E402
 
 from triage import load  # noqa: E402
-from triage.kube import Cluster, connect  # noqa: E402
+from triage.cluster import Cluster, connect  # noqa: E402
 from triage.scenario import SessionShape, get  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "load_throughput.json"
@@ -131,10 +130,8 @@ def kubectl_way(
     """The upstream loop: apply, then patch the status, one session at a time."""
     run_id = _run_id("k")
     ns = load.namespace_name(run_id, 0)
-    cluster.json(
-        "POST",
-        "/api/v1/namespaces",
-        body=json.loads(load.namespace_body(ns, run_id=run_id, managed=False)),
+    cluster.client.create(
+        "/api/v1/namespaces", json.loads(load.namespace_body(ns, run_id=run_id, managed=False))
     )
     doc = load.status_doc("Completed", shape=session_shape)
     status = json.dumps({"status": doc}, separators=(",", ":"))
@@ -210,13 +207,10 @@ def loader_way(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_kubeconfig_option(parser)
+    parser = bench_parser(__doc__, out=RESULTS, repeats=3)
     parser.add_argument("--kubectl-sessions", type=int, default=30)
     parser.add_argument("--loader-sessions", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     console = Console()
@@ -298,9 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
     write_result(
         args.out,
-        context=cluster.context,
-        server=cluster.server,
-        data={
+        {
             "kubectl_sessions": args.kubectl_sessions,
             "loader_sessions": args.loader_sessions,
             "concurrency": args.concurrency,
@@ -313,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_ms_per_session_median_minimal": cpu_median_minimal,
             "targets": {"ratio": 100, "loader_sessions_per_second": 500},
         },
+        cluster=(cluster.context, cluster.server),
     )
     console.print(f"wrote {args.out}", highlight=False)
     return 0

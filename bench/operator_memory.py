@@ -6,25 +6,27 @@ numbers would flatter it. The loader writes sessions the way the platform does (
 then status through the status subresource) with many threads over one connection pool.
 
 Marginal cost per terminal session is the slope of steady-state RSS between two dataset
-sizes (median of repeats); per Running session it is the RSS difference with and without
-1,000 Running sessions (each with its runner pod, kept unschedulable so nothing runs).
+sizes (median of repeats); per Running session it is the slope between 500 and 1,000
+Running sessions, each with what the operator makes for it (runner pod kept unschedulable
+so nothing runs, ServiceAccount, Role, RoleBinding, token Secret) and its
+namespace's prerequisite Secret: median of at least five repeats, because single slopes of
+a few MiB move with the allocator. Every RSS sample is taken after a /metrics scrape, so
+the memory the exposition costs is in the figures. `--compare-base DIR` runs the idle
+operator of another checkout (the previous commit) interleaved with this one, so a change
+in idle RSS is measured side by side in one run rather than across days.
 Results: a table on stdout and bench/results/operator_memory.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,257 +34,19 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option, stop_process  # noqa: E402
+from _cluster import bench_parser, stop_process  # noqa: E402
 
-from agentic_operator._kube import ApiError, KubeClient, load_config  # noqa: E402
+from tests.processes import free_port, operator_command  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
-GROUP = "/apis/vteam.ambient-code/v1alpha1"
-BENCH_LABEL = "agentic-bench/owned"
-MANAGED = "ambient-code.io/managed"
-RUNNER_IMAGE = "localhost/ambient-runner:dev"
-PER_NS = 10
-
-
-# -- loader --------------------------------------------------------------------------------
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def session_body(ns: str, name: str) -> dict[str, Any]:
-    """About 3 KB of JSON once stored, like a real session (prompt, repos, settings)."""
-    return {
-        "apiVersion": "vteam.ambient-code/v1alpha1",
-        "kind": "AgenticSession",
-        "metadata": {
-            "name": name,
-            "namespace": ns,
-            "labels": {BENCH_LABEL: "true"},
-            "annotations": {"ambient-code.io/created-by": "bench-user@example.com"},
-        },
-        "spec": {
-            "initialPrompt": (
-                "Refactor the payment module and add tests for the edge cases. " * 24
-            )[:1500],
-            "displayName": f"Bench session {name}",
-            "repos": [{"url": f"https://github.com/example/{name}.git", "branch": "main"}],
-            "llmSettings": {"model": "claude-sonnet-4-5"},
-            "userContext": {"userId": "u-123", "displayName": "Bench User", "groups": ["devs"]},
-            "environmentVariables": {"RUNNER_TYPE": "claude-agent-sdk", "LOG_LEVEL": "info"},
-        },
-    }
-
-
-def _conditions(ready: bool, reason: str) -> list[dict[str, Any]]:
-    now = _now()
-    types = ["SecretsReady", "PodCreated", "PodScheduled", "RunnerStarted", "Reconciled", "Ready"]
-    return [
-        {
-            "type": t,
-            "status": "True" if (ready or t != "Ready") else "False",
-            "reason": reason if t == "Ready" else "Done",
-            "message": f"{t} message for the benchmark",
-            "lastTransitionTime": now,
-            "observedGeneration": 1,
-        }
-        for t in types
-    ]
-
-
-def status_for(phase: str, generation: int) -> dict[str, Any]:
-    now = _now()
-    st: dict[str, Any] = {
-        "phase": phase,
-        "startTime": now,
-        "observedGeneration": generation,
-        "conditions": _conditions(phase == "Running", phase),
-        "sdkSessionId": "5f0c1c8e-bench-sdk-session",
-    }
-    if phase != "Running":
-        st["completionTime"] = now
-    return st
-
-
-class Loader:
-    def __init__(self, kube: KubeClient, *, threads: int = 24) -> None:
-        self.kube = kube
-        self.threads = threads
-
-    def _pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self.threads)
-
-    def namespaces(self, prefix: str, count: int) -> list[str]:
-        """Create (or reuse) namespaces, not yet managed: see `manage`."""
-        names = [f"{prefix}-{i:04d}" for i in range(count)]
-
-        def ensure(ns: str) -> None:
-            body = {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"name": ns, "labels": {BENCH_LABEL: "true"}},
-            }
-            try:
-                self.kube.create("/api/v1/namespaces", body)
-            except ApiError as e:
-                if not e.already_exists:
-                    raise
-            # A ready ProjectSettings, as a cluster the operator has run on before has.
-            ps = {
-                "apiVersion": "vteam.ambient-code/v1alpha1",
-                "kind": "ProjectSettings",
-                "metadata": {
-                    "name": "projectsettings",
-                    "namespace": ns,
-                    "labels": {MANAGED: "true"},
-                },
-                "spec": {"groupAccess": []},
-            }
-            try:
-                stored = self.kube.create(f"{GROUP}/namespaces/{ns}/projectsettings", ps)
-                stored["status"] = {
-                    "groupBindingsCreated": 0,
-                    "scheduledSessionRBACReady": True,
-                    "limitRangeReady": True,
-                }
-                self.kube.replace(
-                    f"{GROUP}/namespaces/{ns}/projectsettings/projectsettings/status", stored
-                )
-            except ApiError as e:
-                if not e.already_exists:
-                    raise
-
-        with self._pool() as pool:
-            list(pool.map(ensure, names))
-        return names
-
-    def manage(self, namespaces: list[str], *, managed: bool = True) -> None:
-        """Label the namespaces managed only once their sessions are in their final state.
-
-        Any operator running in the cluster (ours under test or another one) then sees
-        finished sessions, never a fresh Pending one it would start a runner pod for.
-        """
-        label = {MANAGED: "true" if managed else None}
-
-        def patch(ns: str) -> None:
-            self.kube.patch(f"/api/v1/namespaces/{ns}", {"metadata": {"labels": label}})
-
-        with self._pool() as pool:
-            list(pool.map(patch, namespaces))
-
-    def sessions(
-        self, namespaces: list[str], *, per_ns: int, phase: str, with_pods: bool = False
-    ) -> int:
-        jobs = [(ns, f"s-{i:03d}") for ns in namespaces for i in range(per_ns)]
-
-        def ensure(job: tuple[str, str]) -> int:
-            ns, name = job
-            path = f"{GROUP}/namespaces/{ns}/agenticsessions"
-            try:
-                obj = self.kube.create(path, session_body(ns, name))
-            except ApiError as e:
-                if not e.already_exists:
-                    raise
-                obj = self.kube.get(f"{path}/{name}")
-                if (obj.get("status") or {}).get("phase") == phase:
-                    if with_pods:
-                        self._pod(ns, name, obj)
-                    return 0
-            for _ in range(10):
-                obj["status"] = status_for(phase, int(obj["metadata"].get("generation") or 1))
-                try:
-                    self.kube.replace(f"{path}/{name}/status", obj)
-                    break
-                except ApiError as e:
-                    if e.status != 409:
-                        raise
-                    obj = self.kube.get(f"{path}/{name}")
-            if with_pods:
-                self._pod(ns, name, obj)
-            return 1
-
-        with self._pool() as pool:
-            return sum(pool.map(ensure, jobs))
-
-    def _pod(self, ns: str, name: str, session: dict[str, Any]) -> None:
-        # A real runner pod object that can never be scheduled: cached and reconciled like
-        # any runner pod, without a thousand containers on the benchmark machine.
-        body = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": f"{name}-runner",
-                "namespace": ns,
-                "labels": {
-                    "app": "ambient-code-runner",
-                    "agentic-session": name,
-                    BENCH_LABEL: "true",
-                },
-                "ownerReferences": [
-                    {
-                        "apiVersion": "vteam.ambient-code/v1alpha1",
-                        "kind": "AgenticSession",
-                        "name": name,
-                        "uid": session["metadata"]["uid"],
-                        "controller": True,
-                    }
-                ],
-            },
-            "spec": {
-                "restartPolicy": "Never",
-                "nodeSelector": {"agentic-bench/never": "true"},
-                "containers": [{"name": "ambient-code-runner", "image": RUNNER_IMAGE}],
-            },
-        }
-        try:
-            self.kube.create(f"/api/v1/namespaces/{ns}/pods", body)
-        except ApiError as e:
-            if not e.already_exists:
-                raise
-
-    def cleanup(self, prefixes: tuple[str, ...], *, purge: bool = False) -> int:
-        """Delete bench objects and unmanage the namespaces (kept for reuse unless `purge`).
-
-        Emptied, unlabelled namespaces cost other operators nothing; keeping them lets the
-        next run reuse them instead of waiting for namespace deletion.
-        """
-        listing = self.kube.list("/api/v1/namespaces", params={"labelSelector": BENCH_LABEL})
-        names = [
-            n["metadata"]["name"]
-            for n in listing.get("items", [])
-            if n["metadata"]["name"].startswith(prefixes)
-        ]
-
-        def wipe(ns: str) -> None:
-            for path in (
-                f"{GROUP}/namespaces/{ns}/agenticsessions",
-                f"{GROUP}/namespaces/{ns}/projectsettings",
-                f"/api/v1/namespaces/{ns}/pods",
-            ):
-                with contextlib.suppress(ApiError):
-                    self.kube.delete(path, params={"gracePeriodSeconds": "0"})
-            try:
-                self.kube.patch(
-                    f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {MANAGED: None}}}
-                )
-                if purge:
-                    self.kube.delete(f"/api/v1/namespaces/{ns}")
-            except ApiError:
-                pass
-
-        with self._pool() as pool:
-            list(pool.map(wipe, names))
-        return len(names)
-
+from _sessions import (  # noqa: E402
+    PER_NS,
+    RUNNER_IMAGE,
+    Loader,
+    _now,
+)
 
 # -- running the operator -----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -330,29 +94,29 @@ def run_operator(
     settle: float = 5.0,
     wait_queue: bool = False,
     timeout: float = 300,
+    checkout: Path = REPO,
+    extra_env: dict[str, str] | None = None,
 ) -> Run:
+    """Start the operator of `checkout` (this one by default), measure it, stop it."""
     mport, hport = free_port(), free_port()
-    env = {**os.environ, "AGENTIC_CACHE_MODE": mode, "AMBIENT_CODE_RUNNER_IMAGE": RUNNER_IMAGE}
+    env = {
+        **os.environ,
+        "AGENTIC_CACHE_MODE": mode,
+        "AMBIENT_CODE_RUNNER_IMAGE": RUNNER_IMAGE,
+        # `python -m` from the checkout imports its package, whatever the venv installed.
+        "PYTHONPATH": str(checkout),
+        **(extra_env or {}),
+    }
     log_path = RESULTS / f".operator-{mport}.log.tmp"
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(log_path, "wb") as log:
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agentic_operator",
-                "--kubeconfig",
-                kubeconfig,
-                "--metrics-bind-address",
-                f"127.0.0.1:{mport}",
-                "--health-probe-bind-address",
-                f"127.0.0.1:{hport}",
-            ],
+            operator_command(kubeconfig, metrics_port=mport, health_port=hport),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            cwd=str(REPO),
+            cwd=str(checkout),
         )
     try:
         while _get(f"http://127.0.0.1:{hport}/readyz")[0] != 200:
@@ -378,9 +142,11 @@ def run_operator(
                 quiet = quiet + 1 if depth == 0 and active == 0 else 0
                 time.sleep(1.0)
         time.sleep(settle)
-        samples = [proc_status(proc.pid)["VmRSS"] for _ in range(3) if not time.sleep(0.5)]
-        st = proc_status(proc.pid)
+        # Scrape first: what rendering /metrics leaves resident is part of the figure.
         text = _get(f"http://127.0.0.1:{mport}/metrics")[1]
+        samples = [proc_status(proc.pid)["VmRSS"] for _ in range(3) if not time.sleep(0.5)]
+        text = _get(f"http://127.0.0.1:{mport}/metrics")[1] or text
+        st = proc_status(proc.pid)
         m = re.search(r"caches synced in ([0-9.]+)s", log_path.read_text())
         return Run(
             mode=mode,
@@ -422,13 +188,22 @@ def median_run(runs: list[Run]) -> dict[str, Any]:
     return out
 
 
+def rss_slopes(by_size: dict[int, dict[str, Any]]) -> list[float]:
+    """Steady RSS per session between the smallest and the largest dataset, one per repeat
+    (the i-th run at one size against the i-th at the other)."""
+    lo, hi = min(by_size), max(by_size)
+    return [
+        (b["rss_steady"] - a["rss_steady"]) / (hi - lo)
+        for a, b in zip(by_size[lo]["runs"], by_size[hi]["runs"], strict=False)
+    ]
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_kubeconfig_option(p)
+    p = bench_parser(__doc__, repeats=5)
     p.add_argument(
         "--sizes", default="5000,10000", help="terminal session counts (10 per namespace)"
     )
@@ -437,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
         default="500,1000",
         help="Running session counts (with runner pods) added on top of the largest terminal set",
     )
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--compare-base",
+        type=Path,
+        default=None,
+        help="another checkout (the previous commit) whose idle RSS is measured interleaved",
+    )
     p.add_argument("--threads", type=int, default=24)
     p.add_argument("--mode", choices=("lean", "full"), default="lean")
     p.add_argument("--keep", action="store_true", help="leave the bench data in the cluster")
@@ -447,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default="operator_memory")
     args = p.parse_args(argv)
 
-    kube = KubeClient(load_config(kubeconfig=args.kubeconfig), max_connections=args.threads + 4)
-    loader = Loader(kube, threads=args.threads)
+    loader = Loader.connect(args.kubeconfig, threads=args.threads)
     sizes = sorted(int(s) for s in args.sizes.split(","))
     result: dict[str, Any] = {
         "benchmark": args.name,
@@ -459,8 +238,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         loader.cleanup(("bench-t-", "bench-r-"))
         print("idle (no bench data) ...", flush=True)
-        idle = [run_operator(args.kubeconfig, mode=args.mode) for _ in range(args.repeats)]
+        idle: list[Run] = []
+        base_idle: list[Run] = []
+        for _ in range(args.repeats):
+            # Interleaved, so both see the same cluster and machine load.
+            idle.append(run_operator(args.kubeconfig, mode=args.mode))
+            if args.compare_base is not None:
+                base_idle.append(
+                    run_operator(args.kubeconfig, mode=args.mode, checkout=args.compare_base)
+                )
         result["idle"] = median_run(idle)
+        if base_idle:
+            result["idle_base"] = median_run(base_idle)
+            result["idle_base"]["checkout"] = str(args.compare_base)
+            result["idle_delta_bytes"] = (
+                result["idle"]["rss_steady"] - result["idle_base"]["rss_steady"]
+            )
 
         terminal: dict[int, dict[str, Any]] = {}
         for size in sizes:
@@ -477,11 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         result["terminal"] = {str(k): v for k, v in terminal.items()}
         if len(sizes) >= 2:
-            lo, hi = sizes[0], sizes[-1]
-            slopes = [
-                (b["rss_steady"] - a["rss_steady"]) / (hi - lo)
-                for a, b in zip(terminal[lo]["runs"], terminal[hi]["runs"], strict=False)
-            ]
+            slopes = rss_slopes(terminal)
             result["marginal_bytes_per_terminal_session"] = statistics.median(slopes)
             result["marginal_slopes"] = slopes
 
@@ -490,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         for count in running_sizes:
             t0 = time.monotonic()
             ns = loader.namespaces("bench-r", max(1, count // PER_NS))
+            loader.runner_secrets(ns)
             loader.sessions(ns, per_ns=PER_NS, phase="Running", with_pods=True)
             loader.manage(ns)
             print(
@@ -505,18 +295,14 @@ def main(argv: list[str] | None = None) -> int:
         if running:
             result["running"] = {str(k): v for k, v in running.items()}
         if len(running_sizes) >= 2:
-            lo, hi = running_sizes[0], running_sizes[-1]
-            slopes = [
-                (b["rss_steady"] - a["rss_steady"]) / (hi - lo)
-                for a, b in zip(running[lo]["runs"], running[hi]["runs"], strict=False)
-            ]
+            slopes = rss_slopes(running)
             result["marginal_bytes_per_running_session"] = statistics.median(slopes)
             result["marginal_running_slopes"] = slopes
     finally:
         if not args.keep:
             print("cleaning up bench data ...", flush=True)
             loader.cleanup(("bench-t-", "bench-r-"), purge=args.purge)
-        kube.close()
+        loader.kube.close()
 
     result["finished_at"] = _now()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -524,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(result, indent=2) + "\n")
 
     rows = [("idle", result["idle"])]
+    if "idle_base" in result:
+        rows.append(("idle (base checkout)", result["idle_base"]))
     rows += [(f"{k} terminal", v) for k, v in result.get("terminal", {}).items()]
     rows += [(f"+{k} Running", v) for k, v in result.get("running", {}).items()]
     print(
@@ -539,9 +327,13 @@ def main(argv: list[str] | None = None) -> int:
             f"marginal per terminal session: {result['marginal_bytes_per_terminal_session']:.0f} B (budget 300 B)"
         )
     if "marginal_bytes_per_running_session" in result:
+        kib = ", ".join(f"{x / 1024:.1f}" for x in result["marginal_running_slopes"])
         print(
-            f"marginal per Running session:  {result['marginal_bytes_per_running_session']:.0f} B (budget 4096 B)"
+            f"marginal per Running session:  {result['marginal_bytes_per_running_session']:.0f} B"
+            f" (budget 4096 B; slopes {kib} KiB)"
         )
+    if "idle_delta_bytes" in result:
+        print(f"idle RSS, this checkout minus base: {result['idle_delta_bytes'] / 2**20:+.2f} MiB")
     print(f"saved {out.relative_to(REPO)}")
     return 0
 

@@ -29,24 +29,23 @@ from rich.table import Table
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option  # noqa: E402
+from _cluster import bench_parser  # noqa: E402
 
-from triage.report import load_run, summarize  # noqa: E402
+from triage.report import summarize  # noqa: E402
+from triage.rundir import load_run  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "operator_survival.json"
 MI = 1024 * 1024
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_kubeconfig_option(parser)
+    parser = bench_parser(__doc__, out=RESULTS)
     parser.add_argument("--sessions", type=int, default=20_000)
     parser.add_argument("--sessions-per-ns", type=int, default=10)
     parser.add_argument("--namespaces-per-batch", type=int, default=200)
     parser.add_argument("--mem-limit", default="128Mi")
-    parser.add_argument("--settle", type=float, default=10.0)
+    parser.add_argument("--settle", type=float, default=30.0, help="--settle-max of the run")
     parser.add_argument("--cleanup", action=argparse.BooleanOptionalAction, default=False)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
     console = Console()
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sessions-per-ns", str(args.sessions_per_ns),
         "--batch-size", str(args.namespaces_per_batch),
         "--max-batches", str(batches),
-        "--settle", str(args.settle),
+        "--settle-max", str(args.settle),
         "--profile", "none",
         "--cleanup" if args.cleanup else "--keep",
         "--out", str(run_dir),
@@ -85,8 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     table.add_row("sessions created", f"{summary.sessions_created:,}")
     table.add_row("namespaces (managed)", f"{namespaces:,}")
     table.add_row("peak working set", f"{peak / MI:.1f} MiB ({peak / limit:.0%} of limit)")
-    if summary.steady_rss_bytes is not None:
-        table.add_row("RSS at the last batch", f"{summary.steady_rss_bytes / MI:.1f} MiB")
+    if summary.steady_measure_bytes is not None:
+        table.add_row(
+            "unreclaimable at the last batch", f"{summary.steady_measure_bytes / MI:.1f} MiB"
+        )
     if summary.fit is not None:
         table.add_row("fitted bytes per session", f"{summary.fit.slope:.0f} B")
     table.add_row("restarts / cumulative OOMs", f"{summary.restarts} / {summary.cumulative_ooms}")
@@ -104,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "sessions_created": summary.sessions_created,
         "namespaces": namespaces,
         "peak_working_set_bytes": peak,
-        "steady_rss_bytes": summary.steady_rss_bytes,
+        "steady_unreclaimable_bytes": summary.steady_measure_bytes,
         "steady_working_set_bytes": summary.steady_working_set_bytes,
         "bytes_per_session": summary.fit.slope if summary.fit else None,
         "restarts": summary.restarts,

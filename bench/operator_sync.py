@@ -9,7 +9,6 @@ Results: a table on stdout and bench/results/operator_sync.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -19,34 +18,23 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _cluster import add_kubeconfig_option
-from operator_memory import (
-    PER_NS,
-    REPO,
-    RESULTS,
-    KubeClient,
-    Loader,
-    load_config,
-    mib,
-    run_operator,
-)
+from _cluster import bench_parser
+from _sessions import PER_NS, Loader
+from operator_memory import REPO, RESULTS, mib, run_operator
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_kubeconfig_option(p)
+    p = bench_parser(__doc__, repeats=5)
     p.add_argument(
         "--sessions", type=int, default=10000, help="terminal sessions (10 per namespace)"
     )
-    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compare-full", action="store_true", help="also run the unfixed full cache")
     p.add_argument("--threads", type=int, default=24)
     p.add_argument("--keep", action="store_true", help="leave the bench data in the cluster")
     p.add_argument("--name", default="operator_sync")
     args = p.parse_args(argv)
 
-    kube = KubeClient(load_config(kubeconfig=args.kubeconfig), max_connections=args.threads + 4)
-    loader = Loader(kube, threads=args.threads)
+    loader = Loader.connect(args.kubeconfig, threads=args.threads)
     result: dict[str, Any] = {
         "benchmark": args.name,
         "sessions": args.sessions,
@@ -82,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             loader.cleanup(("bench-t-",))
-        kube.close()
+        loader.kube.close()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.name}.json"

@@ -9,7 +9,6 @@ table on stdout and bench/results/operator_vs_kopf.json (medians of --repeats).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -26,10 +25,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO))
 
-from _cluster import add_kubeconfig_option, stop_process  # noqa: E402
-from operator_memory import Loader, _now, free_port, proc_status, run_operator  # noqa: E402
+from _cluster import bench_parser, stop_process  # noqa: E402
+from _sessions import Loader, _now  # noqa: E402
+from operator_memory import proc_status, run_operator  # noqa: E402
 
-from agentic_operator._kube import KubeClient, load_config  # noqa: E402
+from tests.processes import free_port  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 KOPF_HANDLER = """
@@ -103,15 +103,12 @@ def run_kopf(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_kubeconfig_option(p)
+    p = bench_parser(__doc__, repeats=3)
     p.add_argument("--sessions", type=int, default=5000, help="terminal sessions, 10 per namespace")
-    p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--keep", action="store_true")
     args = p.parse_args(argv)
 
-    kube = KubeClient(load_config(kubeconfig=args.kubeconfig), max_connections=28)
-    loader = Loader(kube, threads=24)
+    loader = Loader.connect(args.kubeconfig, threads=24)
     result: dict[str, Any] = {
         "benchmark": "operator_vs_kopf",
         "started_at": _now(),
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def count() -> int:
         path = "/apis/vteam.ambient-code/v1alpha1/agenticsessions"
-        return len(kube.get(path, params={"limit": "100000"}).get("items", []))
+        return len(loader.kube.get(path, params={"limit": "100000"}).get("items", []))
 
     # Both operators see every session in the cluster, including any left by other runs:
     # measure at two sizes, each after both have processed everything, and take the slope.

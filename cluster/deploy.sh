@@ -15,3 +15,13 @@ kubectl wait --for=condition=Established crd/agenticsessions.vteam.ambient-code 
 kubectl apply -k "$REPO/deploy/$OVERLAY"
 kubectl -n ambient-code rollout restart deployment/agentic-operator >/dev/null
 kubectl -n ambient-code rollout status deployment/agentic-operator --timeout=180s
+
+# Sessions wait for the prerequisite Secret ambient-runner-secrets in their namespace (as
+# upstream's do, unless USE_VERTEX is set). The local cluster has no real API key; a
+# placeholder lets the managed namespaces that exist now run runners.
+# Whatever creates managed namespaces later (tests, triage scenarios) creates it there.
+for ns in $(kubectl get namespaces -l ambient-code.io/managed=true -o name | cut -d/ -f2); do
+    kubectl -n "$ns" create secret generic ambient-runner-secrets \
+        --from-literal=ANTHROPIC_API_KEY=local-placeholder --dry-run=client -o yaml |
+        kubectl apply -f - >/dev/null
+done

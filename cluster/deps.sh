@@ -5,7 +5,7 @@ source "$(dirname "$0")/lib.sh"
 
 PKGS=(etcd-server golang-1.19-go rsync golang-github-modern-go-reflect2-dev
     containerd runc containernetworking-plugins busybox-static iptables conntrack
-    dpkg-dev chromium fonts-dejavu-core)
+    dpkg-dev chromium fonts-dejavu-core python3-venv)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -15,7 +15,9 @@ done
 src_list=/etc/apt/sources.list.d/triage-deb-src.sources
 need_src=0
 [[ -f "$src_list" ]] || need_src=1
-[[ -x "$BIN_DIR/kube-apiserver" ]] && need_src=0
+# The source package is needed while the node's binaries or the Go test operator's tree
+# (cluster/build-go-operator.sh) are missing.
+[[ -x "$BIN_DIR/kube-apiserver" && -f "$CACHE_DIR/k8s-src/.triage-ready" ]] && need_src=0
 
 if ((${#missing[@]} == 0 && need_src == 0)); then
     log "all Debian packages present"

@@ -14,8 +14,11 @@ prefix="$("$PY" -c 'import sys; print(sys.base_prefix)')"
 
 if [[ ! -x "$OPERATOR_VENV/bin/python" ]]; then
     "$PY" -c 'import sys, venv; venv.EnvBuilder(with_pip=True).create(sys.argv[1])' "$OPERATOR_VENV"
-    "$OPERATOR_VENV/bin/pip" install -q --disable-pip-version-check "urllib3>=2.3" "PyYAML>=6" "memray>=1.13" "py-spy>=0.3.14" "setuptools>=68" wheel
 fi
+# The operator's runtime dependencies (pyproject's, less the CLI's) plus the profilers the
+# pod can be asked to run. Every time, not only when the venv is new, so an existing venv
+# picks up a dependency added since; pip does nothing when they are already satisfied.
+"$OPERATOR_VENV/bin/pip" install -q --disable-pip-version-check "urllib3>=2.3" "prometheus_client>=0.20" "PyYAML>=6" "memray>=1.13" "py-spy>=0.3.14" "setuptools>=68" wheel
 # --no-deps: the CLI's dependencies (pandas, matplotlib, kubernetes...) never enter the pod.
 "$OPERATOR_VENV/bin/pip" install -q --disable-pip-version-check --no-deps --force-reinstall --no-build-isolation "$REPO" >/dev/null
 log "operator runtime venv ready at $OPERATOR_VENV (python prefix $prefix)"

@@ -13,6 +13,15 @@ healthy() {
         kc get node "$NODE_NAME" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True
 }
 
+# An apiserver started before the client CA was added is restarted with it (the rest of the
+# cluster, and everything on it, is kept).
+apiserver_pid="$(cat "$(pid_file kube-apiserver)" 2>/dev/null || true)"
+if [[ -n "$apiserver_pid" ]] && is_running kube-apiserver &&
+    ! tr '\0' ' ' <"/proc/$apiserver_pid/cmdline" | grep -q -- --client-ca-file; then
+    log "kube-apiserver predates the client CA; restarting it"
+    stop_daemon kube-apiserver
+fi
+
 if [[ -f "$KUBECONFIG_OUT" ]] && healthy; then
     log "cluster already healthy; reusing it"
     [[ "${TRIAGE_SKIP_IMAGES:-0}" == 1 ]] || bash "$HERE/images.sh"
@@ -38,6 +47,13 @@ if [[ ! -f "$PKI/tokens.csv" ]]; then
     chmod 600 "$PKI/tokens.csv"
 fi
 [[ -f "$PKI/sa.key" ]] || openssl genrsa -out "$PKI/sa.key" 2048 2>/dev/null
+# A client CA: short-lived client certificates signed by it (tests/credplugin.py, an exec
+# credential plugin) are how the tests prove that credentials expiring mid-run are renewed.
+if [[ ! -f "$PKI/client-ca.crt" ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$PKI/client-ca.key" -out "$PKI/client-ca.crt" \
+        -days 3650 -subj "/CN=triage-local-client-ca" 2>/dev/null
+    chmod 600 "$PKI/client-ca.key"
+fi
 token_for() { awk -F, -v u="$1" '$2==u{print $1}' "$PKI/tokens.csv"; }
 
 write_kubeconfig() { # FILE USER CONTEXT
@@ -83,6 +99,7 @@ start_daemon kube-apiserver env GOGC=400 "$BIN_DIR/kube-apiserver" \
     --cert-dir "$PKI" --secure-port "$APISERVER_PORT" --bind-address 127.0.0.1 \
     --service-cluster-ip-range "$SERVICE_CIDR" \
     --authorization-mode Node,RBAC --token-auth-file "$PKI/tokens.csv" \
+    --client-ca-file "$PKI/client-ca.crt" \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$PKI/sa.key" --service-account-signing-key-file "$PKI/sa.key" \
     --allow-privileged=true --kubelet-preferred-address-types=Hostname \
@@ -170,6 +187,9 @@ maxPods: 250
 serializeImagePulls: false
 evictionHard: {"memory.available": "200Mi", "nodefs.available": "1%", "imagefs.available": "1%", "nodefs.inodesFree": "1%"}
 imageGCHighThresholdPercent: 100
+# emptyDir usage measured every 10 s instead of every minute: a pod over its emptyDir
+# sizeLimit is evicted within seconds (the fault suite evicts one; a minute per test adds up).
+volumeStatsAggPeriod: 10s
 resolvConf: /etc/resolv.conf
 EOF
 start_daemon kubelet "$BIN_DIR/kubelet" \

@@ -7,20 +7,35 @@ reachable the tests error loudly instead of skipping, because CI runs every test
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
+import signal
 import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from agentic_operator.contract import AGENTIC_SESSIONS, MANAGED_LABEL, PROJECT_SETTINGS
+from agentic_operator.kube import KubeClient, load_config
+from agentic_operator.resources import NAMESPACES
+
 REPO = Path(__file__).resolve().parent.parent
 KUBECONFIG = Path(os.environ.get("TRIAGE_KUBECONFIG", Path.home() / ".kube" / "triage-local.yaml"))
 TEST_LABEL = "triage.test/owned"
+
+# A shell without job control starts background jobs with SIGINT ignored (CI does), and an
+# ignored signal stays ignored across fork and exec: every `triage` the tests start would
+# then shrug off the Ctrl-C the fault tests send it. Children of a process with a handler
+# start with the default disposition, as they would from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def kubectl(*args: str, check: bool = True, input: str | None = None) -> str:
@@ -59,20 +74,18 @@ def crds(kubeconfig: Path) -> None:
     kubectl(
         "wait",
         "--for=condition=Established",
-        "crd/agenticsessions.vteam.ambient-code",
-        "crd/projectsettings.vteam.ambient-code",
+        f"crd/{AGENTIC_SESSIONS.qualified}",
+        f"crd/{PROJECT_SETTINGS.qualified}",
         "--timeout=60s",
     )
 
 
 @pytest.fixture(scope="session")
-def api_client(kubeconfig: Path) -> Any:
-    """A `kubernetes` ApiClient bound to the test cluster."""
-    from kubernetes import client, config
-
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
-    return client.ApiClient(cfg)
+def kube(kubeconfig: Path) -> Iterator[KubeClient]:
+    """The project's own client (the one the operator and triage use), on the test cluster."""
+    client = KubeClient(load_config(kubeconfig=str(kubeconfig)), max_connections=8)
+    yield client
+    client.close()
 
 
 def _ns_name(request: pytest.FixtureRequest) -> str:
@@ -80,45 +93,50 @@ def _ns_name(request: pytest.FixtureRequest) -> str:
     return f"t-{base}-{uuid.uuid4().hex[:5]}"
 
 
-def _make_namespace(
-    request: pytest.FixtureRequest, api_client: Any, labels: dict[str, str]
+def make_namespace(
+    request: pytest.FixtureRequest, kube: KubeClient, labels: dict[str, str] | None = None
 ) -> Iterator[str]:
-    from kubernetes import client
-
-    core = client.CoreV1Api(api_client)
+    """A fresh namespace named after the test, deleted after it (unless asked to keep it)."""
     name = _ns_name(request)
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name=name, labels={TEST_LABEL: "true", **labels})
-        )
+    kube.create(
+        NAMESPACES.path(),
+        {"metadata": {"name": name, "labels": {TEST_LABEL: "true", **(labels or {})}}},
     )
     try:
         yield name
     finally:
         if os.environ.get("TRIAGE_KEEP_TEST_NAMESPACES") != "1":
-            try:
-                core.delete_namespace(name, grace_period_seconds=0)
-            except client.ApiException as e:
-                if e.status != 404:
-                    raise
+            kube.delete_if_present(NAMESPACES.path(name=name), grace_seconds=0)
 
 
 @pytest.fixture
-def namespace(request: pytest.FixtureRequest, api_client: Any, crds: None) -> Iterator[str]:
+def namespace(request: pytest.FixtureRequest, kube: KubeClient, crds: None) -> Iterator[str]:
     """A fresh, unmanaged namespace, deleted after the test."""
-    yield from _make_namespace(request, api_client, {})
+    yield from make_namespace(request, kube)
 
 
 @pytest.fixture
-def managed_namespace(request: pytest.FixtureRequest, api_client: Any, crds: None) -> Iterator[str]:
-    """A fresh namespace labelled ambient-code.io/managed=true, deleted after the test."""
-    yield from _make_namespace(request, api_client, {"ambient-code.io/managed": "true"})
+def managed_namespace(
+    request: pytest.FixtureRequest, kube: KubeClient, crds: None
+) -> Iterator[str]:
+    """A fresh namespace labelled managed, deleted after the test."""
+    yield from make_namespace(request, kube, {MANAGED_LABEL: "true"})
+
+
+#: How much longer every wait_until may take (TRIAGE_TEST_WAIT_SCALE; run-suite.sh sets it).
+WAIT_SCALE = float(os.environ.get("TRIAGE_TEST_WAIT_SCALE", "1"))
 
 
 def wait_until(
     predicate: Any, *, timeout: float = 60.0, interval: float = 0.25, what: str = ""
 ) -> Any:
-    """Poll `predicate` until it returns a truthy value; fail the test on timeout."""
+    """Poll `predicate` until it returns a truthy value; fail the test on timeout.
+
+    The timeout is stretched by WAIT_SCALE: tests/run-suite.sh runs two halves of the suite
+    side by side on a 2-core node, where a pod start or a status write can take several
+    times what it takes alone. Only a failing wait gets longer.
+    """
+    timeout *= WAIT_SCALE
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -142,3 +160,35 @@ def operator_namespace(namespace: str) -> Iterator[str]:
         yield namespace
     finally:
         undeploy(namespace)
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def run_cli(args: list[str], *, columns: int = 200) -> CliResult:
+    """`triage ARGS` through the real entry point (`triage.cli.run`: the one error path).
+
+    Output is captured as a pipe would see it, `columns` wide (rich reads COLUMNS).
+    """
+    from triage.cli import run
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(columns)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = run(args)
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = old
+    return CliResult(code, out.getvalue(), err.getvalue())

@@ -8,77 +8,104 @@ shares the host network) and its own ClusterRoleBinding.
 
 from __future__ import annotations
 
-import json
-import socket
+import os
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
-import yaml
-
 from tests.conftest import REPO, kubectl
+from tests.manifests import apply_all, into_namespace, kustomized
+from tests.processes import free_port
+
+#: The runtime venv deploy/local mounts; OPERATOR_VENV names another (see `_use_venv`).
+DEFAULT_VENV = "/opt/agentic-operator/venv"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _use_venv(deployment: dict[str, Any], venv: str) -> None:
+    """Run the operator from another runtime venv (a second checkout's), mounted at its path.
+
+    A venv's scripts name its interpreter by absolute path, so it is mounted where it was
+    made and its entry point is the container's command.
+    """
+    pod = deployment["spec"]["template"]["spec"]
+    for volume in pod["volumes"]:
+        if volume["name"] == "operator-venv":
+            volume["hostPath"]["path"] = venv
+    c = pod["containers"][0]
+    for mount in c["volumeMounts"]:
+        if mount["name"] == "operator-venv":
+            mount["mountPath"] = venv
+    c["command"] = [f"{venv}/bin/agentic-operator"]
 
 
 def render(
-    namespace: str, *, metrics_port: int, health_port: int, env: dict[str, str]
+    namespace: str,
+    *,
+    metrics_port: int,
+    health_port: int,
+    env: dict[str, str],
+    customize: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The local overlay's objects, moved into `namespace`, CRDs and cluster roles left out."""
+    venv = os.environ.get("OPERATOR_VENV", DEFAULT_VENV)
     subprocess.run(
-        ["bash", str(REPO / "cluster" / "operator-venv.sh")], check=True, capture_output=True
+        ["bash", str(REPO / "cluster" / "operator-venv.sh")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "OPERATOR_VENV": venv},
     )
-    docs = [
-        d for d in yaml.safe_load_all(kubectl("kustomize", str(REPO / "deploy" / "local"))) if d
-    ]
-    out: list[dict[str, Any]] = []
-    for doc in docs:
-        kind = doc["kind"]
-        if kind in {"CustomResourceDefinition", "Namespace"}:
-            continue
-        if kind == "ClusterRole":
-            out.append(doc)  # shared and identical for every copy; apply is idempotent
-            continue
-        if kind == "ClusterRoleBinding":
-            doc["metadata"]["name"] = f"agentic-operator-{namespace}"
-            doc["subjects"][0]["namespace"] = namespace
-        else:
-            doc["metadata"]["namespace"] = namespace
-        if kind == "Deployment":
-            c = doc["spec"]["template"]["spec"]["containers"][0]
-            c["args"] = [
-                a
-                for a in c["args"]
-                if not a.startswith(("--metrics-bind-address", "--health-probe-bind-address"))
-            ] + [
-                f"--metrics-bind-address=127.0.0.1:{metrics_port}",
-                f"--health-probe-bind-address=127.0.0.1:{health_port}",
-            ]
-            c["ports"] = [
-                {"name": "metrics", "containerPort": metrics_port},
-                {"name": "health", "containerPort": health_port},
-            ]
-            for probe in ("livenessProbe", "readinessProbe"):
-                c[probe]["httpGet"]["port"] = health_port
-            c["env"].extend({"name": k, "value": v} for k, v in env.items())
-        out.append(doc)
-    return out
+
+    def edit(doc: dict[str, Any]) -> None:
+        c = doc["spec"]["template"]["spec"]["containers"][0]
+        c["args"] = [
+            a
+            for a in c["args"]
+            if not a.startswith(("--metrics-bind-address", "--health-probe-bind-address"))
+        ] + [
+            f"--metrics-bind-address=127.0.0.1:{metrics_port}",
+            f"--health-probe-bind-address=127.0.0.1:{health_port}",
+        ]
+        c["ports"] = [
+            {"name": "metrics", "containerPort": metrics_port},
+            {"name": "health", "containerPort": health_port},
+        ]
+        for probe in ("livenessProbe", "readinessProbe"):
+            c[probe]["httpGet"]["port"] = health_port
+        c["env"].extend({"name": k, "value": v} for k, v in env.items())
+        if venv != DEFAULT_VENV:
+            _use_venv(doc, venv)
+        if customize is not None:
+            customize(doc)
+
+    return into_namespace(
+        kustomized(REPO / "deploy" / "local"),
+        namespace,
+        binding=f"agentic-operator-{namespace}",
+        drop={"CustomResourceDefinition", "Namespace"},
+        deployment=edit,
+    )
 
 
 def deploy(
-    namespace: str, *, env: dict[str, str] | None = None, wait: bool = True
+    namespace: str,
+    *,
+    env: dict[str, str] | None = None,
+    wait: bool = True,
+    customize: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, int]:
-    """Apply the operator into `namespace`; return its ports."""
+    """Apply the operator into `namespace`; return its ports.
+
+    `customize` edits the Deployment before it is applied (replicas, an extra volume).
+    """
     ports = {"metrics": free_port(), "health": free_port()}
     docs = render(
-        namespace, metrics_port=ports["metrics"], health_port=ports["health"], env=env or {}
+        namespace,
+        metrics_port=ports["metrics"],
+        health_port=ports["health"],
+        env=env or {},
+        customize=customize,
     )
-    kubectl(
-        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
-    )
+    apply_all(docs)
     if wait:
         kubectl(
             "-n", namespace, "rollout", "status", "deployment/agentic-operator", "--timeout=180s"

@@ -7,8 +7,8 @@ accepted unless the user says otherwise with --allow-any-context.
 
 from __future__ import annotations
 
+from triage.cluster import Cluster
 from triage.errors import ContextRefusedError
-from triage.kube import Cluster
 
 
 def check_context(cluster: Cluster, *, allow_any: bool) -> None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from triage.errors import UsageError
+from triage.rundir.writer import atomic_write_text
 
 SCHEMA = 1
 FILENAME = "journal.json"
@@ -25,20 +25,9 @@ SERVER_ANNOTATIONS = frozenset({"deployment.kubernetes.io/revision"})
 
 
 def _atomic_write(path: Path, data: dict[str, Any]) -> None:
-    # write-then-rename with fsyncs: after a crash the file is either the old or the new
-    # version, never a torn one, and it is on disk before we touch the cluster.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    # Written and fsync'd before the change it records is made: after a crash the file is
+    # either the old or the new version, never a torn one.
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def user_metadata(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -58,12 +47,15 @@ class Journal:
         self._data = data
 
     @classmethod
-    def create(cls, run_dir: Path, *, cluster: Any, deployment: dict[str, Any]) -> Journal:
+    def create(
+        cls, run_dir: Path, *, cluster: Any, deployment: dict[str, Any], run_id: str = ""
+    ) -> Journal:
         """Record `deployment` (as read from the server) before anything changes it."""
         run_dir.mkdir(parents=True, exist_ok=True)
         meta = deployment["metadata"]
         data = {
             "schema": SCHEMA,
+            "run_id": run_id or run_dir.name,
             "created_at": time.time(),
             "cluster": {
                 "context": cluster.context,
@@ -128,6 +120,40 @@ class Journal:
     @property
     def steps(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self._data["steps"])
+
+    @property
+    def run_id(self) -> str:
+        return str(self._data.get("run_id") or self.path.parent.name)
+
+    @property
+    def applied_spec(self) -> dict[str, Any] | None:
+        """The spec triage applied, for a three-way restore.
+
+        As the apiserver stored it ("patched") when that was recorded; as sent ("patch")
+        when the run died between the PUT and its record.
+        """
+        for step in reversed(self._data["steps"]):
+            spec = step.get("spec")
+            if step.get("step") in ("patch", "patched") and isinstance(spec, dict):
+                return copy.deepcopy(spec)
+        return None
+
+    @property
+    def lock(self) -> dict[str, Any] | None:
+        """The run lock triage took (namespace, name), if it took one."""
+        for step in self._data["steps"]:
+            if step.get("step") == "lock":
+                return {"namespace": step["namespace"], "name": step["name"]}
+        return None
+
+    @property
+    def created(self) -> list[dict[str, Any]]:
+        """Objects triage created beside the Deployment (a ConfigMap for the launcher...)."""
+        return [
+            {"path": s["path"], "kind": s.get("kind", "")}
+            for s in self._data["steps"]
+            if s.get("step") == "create"
+        ]
 
     def record(self, step: str, **details: Any) -> None:
         """Append a step; written to disk before the step's change is made."""

@@ -2,14 +2,14 @@
 
 A run takes minutes and ends in a deliberate crash; without a live view the only feedback
 is a silent terminal and then a directory. The view is fed the same rows that go to
-samples.csv, so what is on screen is what the report will show. Without a terminal (CI, a
-pipe, tests) it degrades to one plain line per row.
+samples.csv, so what is on screen is what the report will show. Without a terminal (CI logs,
+a pipe) it prints a line when something changes, not the same post-OOM reading fifteen
+times, and the final table fits 80 columns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -17,18 +17,23 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from triage.quantity import format_bytes
+from triage.rundir import Outcome, Sample
 
 
-def _mib(value: Any) -> str:
-    if value in (None, ""):
-        return "-"
-    return f"{int(value) / 2**20:.1f}Mi"
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}Mi"
 
 
-def _bar(value: Any, limit: int, width: int = 24) -> str:
-    if value in (None, "") or limit <= 0:
+def headline_bytes(s: Sample) -> int | None:
+    """The memory the view shows first: what the kernel cannot reclaim, else working set."""
+    m = s.memory
+    return m.unreclaimable_bytes if m.unreclaimable_bytes is not None else m.working_set_bytes
+
+
+def _bar(value: int | None, limit: int, width: int = 24) -> str:
+    if value is None or limit <= 0:
         return ""
-    frac = min(int(value) / limit, 1.0)
+    frac = min(value / limit, 1.0)
     filled = round(frac * width)
     color = "green" if frac < 0.7 else "yellow" if frac < 0.9 else "red"
     return f"[{color}]{'█' * filled}[/][dim]{'░' * (width - filled)}[/] {frac:4.0%}"
@@ -51,7 +56,8 @@ class LiveView:
             console=console,
         )
         self._task = self._progress.add_task(f"{scenario} batches", total=batches)
-        self._last: Mapping[str, Any] = {}
+        self._last: Sample | None = None
+        self._printed: tuple[object, ...] | None = None
         self._notes: list[str] = []
         self._live: Live | None = None
         self._header = f"run {run_id}  limit {format_bytes(limit_bytes)}"
@@ -74,94 +80,88 @@ class LiveView:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="dim")
         table.add_column()
-        if r:
-            table.add_row(
-                "sessions", f"{r.get('sessions', 0)}  (namespaces {r.get('namespaces', 0)})"
-            )
-            table.add_row(
-                "working set",
-                f"{_mib(r.get('working_set_bytes'))}  {_bar(r.get('working_set_bytes'), self._limit)}",
-            )
-            table.add_row("rss", _mib(r.get("rss_bytes")))
-            table.add_row("restarts", str(r.get("restart_count", 0)))
-            ooms = int(r.get("oom_count") or 0)
+        if r is not None:
+            table.add_row("sessions", f"{r.sessions}  (namespaces {r.namespaces})")
+            value = headline_bytes(r)
+            table.add_row("memory", f"{_mib(value)}  {_bar(value, self._limit)}")
+            table.add_row("working set", _mib(r.memory.working_set_bytes))
+            table.add_row("page cache", _mib(r.memory.cache_bytes))
+            table.add_row("restarts", str(r.state.restart_count))
+            ooms = r.state.oom_count
             table.add_row("OOMs", f"[bold red]{ooms}[/]" if ooms else "0")
         for note in self._notes[-4:]:
             table.add_row("note", note)
         return Group(self._progress, table)
 
-    def _refresh(self) -> None:
+    def row(self, row: Sample) -> None:
+        self._last = row
+        if row.kind == "batch":
+            self._progress.update(self._task, completed=row.batch)
         if self._live is not None:
             self._live.update(self._render())
-
-    def row(self, row: Mapping[str, Any]) -> None:
-        self._last = row
-        if row.get("kind") == "batch":
-            self._progress.update(self._task, completed=int(row["batch"]))
-        if self._interactive:
-            self._refresh()
             return
-        oom = " OOMKilled" if row.get("oom_killed") else ""
+        # One line per change: a crash-looping pod read fifteen times is one line, not fifteen.
+        mib = (headline_bytes(row) or 0) >> 20
+        key = (row.kind, row.batch, row.sessions, mib, row.state.restart_count,
+               row.state.oom_count, row.state.state)  # fmt: skip
+        if key == self._printed and row.kind != "batch":
+            return
+        self._printed = key
+        oom = " OOMKilled" if row.state.oom_killed else ""
         self._console.print(
-            f"{row.get('kind'):>8} {int(row.get('batch') or 0):>4}  sessions {row.get('sessions', 0):>6}  "
-            f"ws {_mib(row.get('working_set_bytes')):>9}  rss {_mib(row.get('rss_bytes')):>9}  "
-            f"restarts {row.get('restart_count', 0)}  ooms {row.get('oom_count', 0)}{oom}",
+            f"{row.kind:>10} {row.batch:>4}  sessions {row.sessions:>6}  "
+            f"mem {_mib(headline_bytes(row)):>8}  ws {_mib(row.memory.working_set_bytes):>8}  "
+            f"restarts {row.state.restart_count} ooms {row.state.oom_count} {row.state.state}{oom}",
             highlight=False,
         )
 
     def note(self, text: str) -> None:
         self._notes.append(text)
-        if self._interactive:
-            self._refresh()
+        if self._live is not None:
+            self._live.update(self._render())
         else:
             self._console.print(f"  {text}", highlight=False, markup=False)
 
 
 def summary_table(
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    limit_bytes: int,
-    outcome: Mapping[str, Any],
-    restore: Mapping[str, Any],
+    rows: Sequence[Sample], *, limit_bytes: int, outcome: Outcome, restore: str
 ) -> Table:
-    """The end-of-run table: one line per batch and post-OOM sample, then the verdict."""
-    table = Table(title="triage reproduce summary", show_lines=False)
-    for col in (
-        "kind",
-        "batch",
-        "sessions",
-        "working set",
-        "rss",
-        "% limit",
-        "restarts",
-        "OOMs",
-        "s/batch",
-        "sessions/s",
-    ):
-        table.add_column(col, justify="right" if col not in ("kind",) else "left")
+    """The end-of-run table, one line per batch (post-OOM and cold-start rows condensed):
+    nine short columns that fit an 80-column CI log without truncated headers."""
+    table = Table(title="triage reproduce", show_lines=False, pad_edge=False, padding=(0, 1))
+    headers = ("kind", "batch", "sessions", "memory", "ws", "limit", "rst", "oom", "s")
+    for col in headers:
+        table.add_column(col, justify="left" if col == "kind" else "right", no_wrap=True)
+    shown: list[Sample] = []
     for r in rows:
-        ws = r.get("working_set_bytes")
-        pct = f"{int(ws) / limit_bytes:.0%}" if ws not in (None, "") and limit_bytes else "-"
+        if shown and r.kind in ("post-oom", "cold-start") and shown[-1].kind == r.kind:
+            # Keep the highest reading of a run of post-OOM (or cold-start) samples.
+            if (headline_bytes(r) or 0) > (headline_bytes(shown[-1]) or 0):
+                shown[-1] = r
+            continue
+        shown.append(r)
+    for r in shown:
+        value = headline_bytes(r)
+        pct = f"{value / limit_bytes:.0%}" if value is not None and limit_bytes else "-"
+        took = (r.batch_seconds or 0) + (r.settle_seconds or 0)
         table.add_row(
-            str(r.get("kind")),
-            str(r.get("batch")),
-            str(r.get("sessions")),
-            _mib(ws),
-            _mib(r.get("rss_bytes")),
+            r.kind.replace("post-oom", "post-oom*").replace("cold-start", "cold*"),
+            str(r.batch),
+            str(r.sessions),
+            _mib(value),
+            _mib(r.memory.working_set_bytes),
             pct,
-            str(r.get("restart_count")),
-            ("[bold red]" if r.get("oom_killed") else "")
-            + str(r.get("oom_count"))
-            + ("[/]" if r.get("oom_killed") else ""),
-            f"{float(r['batch_seconds']):.1f}" if r.get("batch_seconds") not in (None, "") else "",
-            f"{float(r['create_rate']):.0f}" if r.get("create_rate") not in (None, "") else "",
+            str(r.state.restart_count),
+            ("[bold red]" if r.state.oom_killed else "")
+            + str(r.state.oom_count)
+            + ("[/]" if r.state.oom_killed else ""),
+            f"{took:.1f}" if r.batch_seconds is not None else "",
         )
-    status = outcome.get("status")
     style = {"oom": "bold red", "completed": "green", "max-batches": "green"}.get(
-        str(status), "yellow"
+        outcome.status, "yellow"
     )
     table.caption = (
-        f"outcome [{style}]{status}[/] {outcome.get('message', '')}  |  "
-        f"restore {restore.get('status')} {restore.get('message', '')}"
+        f"[{style}]{outcome.status}[/]: {outcome.message}\nrestore: {restore}\n"
+        "memory = unreclaimable (anon+shmem), ws = working set; * = highest of those samples"
     )
     return table

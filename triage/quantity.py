@@ -1,4 +1,5 @@
-"""Kubernetes memory quantities: strict for what the user types, exact for what the server says.
+"""Memory quantities: strict for what the user types, exact for what the server says, and
+readable for what a reviewer reads. One module for all three, used by the CLI and the report.
 
 Two parsers on purpose. What the user types on the command line ("--mem-limit 128MB") is
 parsed strictly: the upstream reproducer passed such strings straight to `kubectl set
@@ -19,12 +20,23 @@ from triage.errors import UsageError
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "MI",
     "MIN_MEMORY_BYTES",
+    "QuantityError",
+    "ceil_mi",
     "format_bytes",
+    "human_bytes",
     "parse_kube_quantity",
     "parse_memory",
     "parse_quantity_bytes",
 ]
+
+MI = 2**20
+
+
+class QuantityError(UsageError, ValueError):
+    """Not a quantity; the message names the accepted forms."""
+
 
 ACCEPTED_FORMS = (
     "accepted forms: a whole number of bytes with an optional binary suffix Ki, Mi, Gi, Ti "
@@ -59,7 +71,7 @@ def parse_kube_quantity(text: str) -> Decimal:
     """Parse any quantity the apiserver can return, exactly (e.g. "0.5Gi", "1e3", "500m")."""
     m = _SERVER.match(text.strip())
     if m is None:
-        raise UsageError(f"{text!r} is not a Kubernetes quantity; {ACCEPTED_FORMS}")
+        raise QuantityError(f"{text!r} is not a Kubernetes quantity; {ACCEPTED_FORMS}")
     value = Decimal(m.group("num"))
     suffix = m.group("suffix") or ""
     if suffix in _BINARY:
@@ -69,9 +81,21 @@ def parse_kube_quantity(text: str) -> Decimal:
     return value * _DECIMAL[suffix]
 
 
-def parse_quantity_bytes(text: str) -> int:
-    """Bytes of a server-side quantity, rounded up as the kubelet rounds memory ("500m" -> 1)."""
-    return math.ceil(parse_kube_quantity(text))
+def parse_quantity_bytes(text: object) -> int:
+    """Bytes of a server-side quantity, rounded up as the kubelet rounds memory ("500m" -> 1).
+
+    A plain number (a budgets file's `4096`) is bytes; a bool or a negative is not a size.
+    """
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
+        raise QuantityError(f"{text!r} is not a byte quantity; {ACCEPTED_FORMS}")
+    if not isinstance(text, str):
+        if text < 0 or not math.isfinite(text):
+            raise QuantityError(f"{text!r} is not a byte quantity; {ACCEPTED_FORMS}")
+        return math.ceil(text)
+    value = parse_kube_quantity(text)
+    if value < 0:
+        raise QuantityError(f"{text!r} is negative; {ACCEPTED_FORMS}")
+    return math.ceil(value)
 
 
 def parse_memory(text: str, *, option: str = "--mem-limit") -> int:
@@ -79,7 +103,7 @@ def parse_memory(text: str, *, option: str = "--mem-limit") -> int:
     raw = text.strip()
     m = _USER.match(raw)
     if m is None:
-        raise UsageError(f"{option} {text!r} is not a memory quantity; {ACCEPTED_FORMS}")
+        raise QuantityError(f"{option} {text!r} is not a memory quantity; {ACCEPTED_FORMS}")
     suffix = m.group("suffix") or ""
     total = Decimal(m.group("num")) * (_BINARY[suffix] if suffix in _BINARY else _DECIMAL[suffix])
     if total <= 0:
@@ -103,3 +127,23 @@ def format_bytes(n: int) -> str:
         if n % unit == 0:
             return f"{n // unit}{suffix}"
     return str(n)
+
+
+def ceil_mi(n_bytes: float) -> str:
+    """Round up to a whole number of MiB, written as a Kubernetes quantity."""
+    return f"{max(1, math.ceil(n_bytes / MI))}Mi"
+
+
+def human_bytes(n_bytes: float | None, *, signed: bool = False) -> str:
+    """Binary units with three significant digits: what a reviewer can compare at a glance."""
+    if n_bytes is None or not math.isfinite(n_bytes):
+        return "n/a"
+    sign = "-" if n_bytes < 0 else ("+" if signed else "")
+    value = abs(float(n_bytes))
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            if unit == "B":
+                return f"{sign}{value:.0f} B"
+            return f"{sign}{value:.3g} {unit}" if value < 100 else f"{sign}{value:.0f} {unit}"
+        value /= 1024
+    return f"{sign}{value:.3g} GiB" if value < 100 else f"{sign}{value:.0f} GiB"

@@ -5,163 +5,67 @@ review found its traps in the order: input validated after the Deployment was ch
 cleanup that did not restore what had been there, a limit lowered under the existing
 request. Here:
 
-1. everything that can be checked without the cluster is checked (quantities, scenario);
-2. connect, refuse contexts that are not disposable, preflight (CRDs, Deployment, RBAC);
-3. the run directory and the journal (the exact original Deployment) are written, fsync'd;
-4. only then the Deployment is patched, and from that moment a `finally` restores it on
-   success, failure, Ctrl-C and SIGTERM (which is turned into KeyboardInterrupt);
-5. batches run until the first OOMKill or the last batch; after an OOM, sampling goes on
-   for a while so the report shows the restart peak;
-6. run.json records the outcome and the restore, and the exit code says which it was.
+1. everything that can be checked without the cluster is checked (options, scenario, --out);
+2. connect, refuse contexts that are not disposable, preflight (kinds, Deployment, RBAC,
+   the profiler's prerequisites, admission of the patched pod);
+3. the run lock is taken on the cluster (another run holds it: exit 7, nothing changed);
+4. the journal (the exact original Deployment) is written and fsync'd;
+5. only then the Deployment is patched, and from that moment a `finally` restores it on
+   success, failure, Ctrl-C and SIGTERM (turned into KeyboardInterrupt);
+6. batches run (`runloop`); the profiler's raw data is copied out while its pod still
+   exists; the Deployment is restored (three-way: another writer's changes stay) and the
+   lock released at once; the profiles are parsed, the report rendered, and the run's
+   namespaces are deleted in the background.
 
-`run()` is also what `triage ci` calls, so it takes a plain options object and never parses
-command-line strings itself.
+`run()` is also what `triage ci` calls, so it takes a plain options object.
 """
 
 from __future__ import annotations
 
 import platform
-import re
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from rich.console import Console
 
-from triage.deployment_patch import RunPatch, apply_run_patch, restore
-from triage.errors import RestoreError, RunFailedError, TriageError, UsageError
-from triage.exitcodes import ExitCode
+from agentic_operator.kube import KubeError
+from triage.cleanup import start_background, wait_background
+from triage.cluster import Cluster, connect
+from triage.drift import DriftWatch
+from triage.errors import (
+    ChangedByOthersError,
+    RestoreError,
+    RunFailedError,
+    RunInterruptedError,
+    TriageError,
+)
 from triage.guard import check_context
 from triage.journal import Journal
-from triage.kube import Cluster, connect
 from triage.live import LiveView, summary_table
-from triage.load import Loader, cleanup, nearest_rank, track_latency
-from triage.preflight import container_of, preflight
-from triage.profiles import Profiler
-from triage.quantity import format_bytes, parse_memory
-from triage.rundir import RunDir, iso_now, new_run_id
-from triage.sampling import MemorySample, Sampler
-from triage.scenario import Scenario, default_scenario, get
+from triage.lock import RunLock
+from triage.memstat import FORMULAS
+from triage.options import ReproduceOptions, Validated, check_run_dir, validate
+from triage.patch import RunPatch, apply, patched_spec
+from triage.preflight import Checked, admission_dry_run, preflight
+from triage.profiling import Created, Factory, Profiler
+from triage.quantity import format_bytes
+from triage.restore import RestoreResult, restore
+from triage.rundir import Outcome, ProfilerInfo, RunWriter, iso_now, new_run_id
+from triage.runloop import ChangedByOthers, RunLoop
+from triage.sampling import Sampler
+from triage.target import require_memray
 
-PROFILES = ("memray", "py-spy", "none")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-#: How often to look at the operator while a batch settles, and after an OOM.
-SAMPLE_INTERVAL = 2.0
-
-
-class RunInterruptedError(TriageError):
-    """Ctrl-C or SIGTERM; the Deployment was restored (or the restore error says why not)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, exit_code=ExitCode.INTERRUPTED)
-
-
-@dataclass
-class ReproduceOptions:
-    mem_limit: str = "128Mi"
-    scenario: str = ""
-    namespaces: int | None = None
-    sessions_per_ns: int | None = None
-    batch_size: int | None = None
-    size: str = "full"
-    profile: str = "memray"
-    cleanup: bool = False
-    context: str | None = None
-    kubeconfig: str | None = None
-    operator_namespace: str = "ambient-code"
-    operator_deployment: str = "agentic-operator"
-    concurrency: int = 32
-    settle: float = 5.0
-    settle_after_oom: float = 30.0
-    max_batches: int | None = None
-    #: The run directory itself; default `<reports_root>/<run-id>`.
-    out: Path | None = None
-    reports_root: Path = Path("reports")
-    allow_any_context: bool = False
-    set_env: dict[str, str] = field(default_factory=dict)
-    rollout_timeout: float = 180.0
-    cleanup_timeout: float = 180.0
-    render_report: bool = True
-
-    @classmethod
-    def for_scenario(
-        cls, scenario: str, *, size: str, out: Path, kubeconfig: Path | str | None
-    ) -> ReproduceOptions:
-        """What `triage ci` runs: a budgeted scenario at a CI size, measured, cleaned up.
-
-        The limit is generous on purpose: the gate measures steady memory against budgets
-        and must not end in an OOM of its own making.
-        """
-        return cls(
-            mem_limit="256Mi",
-            scenario=scenario,
-            size=size,
-            profile="none",
-            cleanup=True,
-            kubeconfig=str(kubeconfig) if kubeconfig else None,
-            settle=3.0,
-            settle_after_oom=10.0,
-            reports_root=out,
-        )
-
-
-@dataclass(frozen=True)
-class Validated:
-    limit_bytes: int
-    scenario: Scenario
-    plans: int
-
-
-def validate(options: ReproduceOptions) -> Validated:
-    """Everything that can be checked without the cluster; raises UsageError naming the option."""
-    limit = parse_memory(options.mem_limit, option="--mem-limit")
-    if options.profile not in PROFILES:
-        raise UsageError(f"--profile {options.profile!r} is not one of {', '.join(PROFILES)}")
-    for name in ("namespaces", "sessions_per_ns", "batch_size", "max_batches"):
-        value = getattr(options, name)
-        low = 0 if name == "sessions_per_ns" else 1
-        if value is not None and value < low:
-            raise UsageError(f"--{name.replace('_', '-')} {value} must be at least {low}")
-    if options.concurrency < 1 or options.concurrency > 512:
-        raise UsageError(f"--concurrency {options.concurrency} must be between 1 and 512")
-    for name in ("settle", "settle_after_oom"):
-        if getattr(options, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be 0 or more seconds")
-    for key in options.set_env:
-        if not _ENV_NAME.match(key):
-            raise UsageError(f"--set-env {key!r}: not a valid environment variable name")
-    if options.out is not None and (options.out / "journal.json").exists():
-        # That journal may be the only record of how to restore an earlier run.
-        raise UsageError(
-            f"--out {options.out} already holds a run (journal.json); pick a new directory"
-        )
-    scenario = get(options.scenario or default_scenario()).sized(
-        options.size,
-        namespaces=options.namespaces,
-        sessions_per_ns=options.sessions_per_ns,
-        batch_size=options.batch_size,
-    )
-    plans = len(scenario.plan())
-    if options.max_batches is not None:
-        plans = min(plans, options.max_batches)
-    return Validated(limit_bytes=limit, scenario=scenario, plans=plans)
-
-
-def parse_env_pairs(pairs: list[str]) -> dict[str, str]:
-    """`KEY=VALUE` strings from --set-env into a dict; UsageError on anything else."""
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not _ENV_NAME.match(key):
-            raise UsageError(f"--set-env {pair!r} is not KEY=VALUE with a valid variable name")
-        out[key] = value
-    return out
+#: RBAC a profiler needs beyond a run's own (see preflight's list and deploy/triage).
+_PROFILER_VERBS: dict[str, tuple[tuple[str, str, str, str, bool], ...]] = {
+    "memray": (("create", "", "configmaps", "", True), ("delete", "", "configmaps", "", True)),
+    "pprof": (("create", "", "pods", "portforward", True),),
+}
 
 
 @contextmanager
@@ -182,7 +86,29 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _versions(cluster: Cluster, deployment: dict[str, Any]) -> dict[str, str]:
+@contextmanager
+def _restoring(console: Console, run_dir: Path) -> Iterator[None]:
+    """While restoring, Ctrl-C and SIGTERM say what is going on instead of cutting it short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        console.print(
+            "[yellow]restoring the Deployment; it finishes in a moment (if this process is "
+            f"killed, `triage restore {run_dir}` finishes it from the journal)[/yellow]",
+            highlight=False,
+        )
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _versions(cluster: Cluster, deployment: dict[str, Any], container: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -190,197 +116,92 @@ def _versions(cluster: Cluster, deployment: dict[str, Any]) -> dict[str, str]:
     except PackageNotFoundError:
         triage_version = "0.1.0"
     try:
-        server = str(cluster.json("GET", "/version").get("gitVersion", ""))
-    except Exception:
+        server = str(cluster.client.get("/version").get("gitVersion", ""))
+    except KubeError:
         server = ""
+    image = next(
+        (c.get("image", "") for c in deployment["spec"]["template"]["spec"]["containers"]
+         if c["name"] == container), "",
+    )  # fmt: skip
     return {
         "triage": triage_version,
         "python": platform.python_version(),
         "kubernetes_server": server,
-        "operator_image": str(container_of(deployment).get("image", "")),
+        "operator_image": str(image),
     }
 
 
-class _Run:
-    """State of one run between patch and restore; `execute` is the loop."""
-
-    def __init__(
-        self,
-        *,
-        cluster: Cluster,
-        options: ReproduceOptions,
-        valid: Validated,
-        run_dir: RunDir,
-        container: str,
-        view: LiveView,
-    ) -> None:
-        self.cluster = cluster
-        self.options = options
-        self.scenario = valid.scenario
-        self.limit = valid.limit_bytes
-        self.plans = valid.scenario.plan()[: valid.plans]
-        self.rd = run_dir
-        self.container = container
-        self.view = view
-        self.rows: list[dict[str, Any]] = []
-        self.sessions = self.namespaces = self.objects = 0
-        self.outcome: dict[str, Any] = {"status": "completed", "message": ""}
-
-    def _row(
-        self,
-        kind: str,
-        batch: int,
-        sample: MemorySample,
-        *,
-        oom: bool,
-        batch_seconds: float | None = None,
-        rate: float | None = None,
-    ) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "kind": kind,
-            "batch": batch,
-            "t_seconds": round(self.rd.elapsed(), 3),
-            "timestamp": iso_now(),
-            "sessions": self.sessions,
-            "namespaces": self.namespaces,
-            "objects": self.objects,
-            "working_set_bytes": sample.working_set_bytes,
-            "rss_bytes": sample.rss_bytes,
-            "metrics_api_bytes": sample.metrics_api_bytes,
-            "operator_rss_bytes": sample.operator_rss_bytes,
-            "restart_count": sample.restart_count,
-            "oom_count": sample.oom_count,
-            "oom_killed": oom,
-            "batch_seconds": batch_seconds,
-            "create_rate": rate,
-            "pod": sample.pod,
-        }
-        self.rd.add_sample(row)
-        self.rows.append(row)
-        self.view.row(row)
-        return row
-
-    def _settle(self, sampler: Sampler, seconds: float) -> tuple[MemorySample, bool]:
-        """Wait `seconds`, looking every SAMPLE_INTERVAL; stop early at an OOM."""
-        loaded_at = time.time()
-        deadline = time.monotonic() + seconds
-        oom = False
-        sample = sampler.sample()
-        oom |= sample.oom_killed
-        while not oom and time.monotonic() < deadline:
-            time.sleep(min(SAMPLE_INTERVAL, max(deadline - time.monotonic(), 0)))
-            sample = sampler.sample()
-            oom |= sample.oom_killed
-        if not oom and sample.state == "running":
-            # The row must show memory measured after this batch's load, not before it.
-            sample = sampler.sample(fresh_after=loaded_at)
-            oom |= sample.oom_killed
-        return sample, oom
-
-    def _wait_running(self, sampler: Sampler, timeout: float = 90) -> MemorySample:
-        deadline = time.monotonic() + timeout
-        sample = sampler.sample()
-        while sample.state != "running" and time.monotonic() < deadline:
-            time.sleep(1)
-            sample = sampler.sample()
-        return sample
-
-    def execute(self, sampler: Sampler, profiler: Profiler) -> None:
-        sc = self.scenario
-        baseline = sampler.sample(fresh_after=time.time())
-        self._row("baseline", 0, baseline, oom=baseline.oom_killed)
-        profiler.take(0, baseline.pod, self.container)
-        with Loader(
-            self.cluster,
-            run_id=self.rd.run_id,
-            concurrency=self.options.concurrency,
-            session_phase=sc.session_phase,
-            session_shape=sc.session_shape,
-        ) as loader:
-            for plan in self.plans:
-                result = loader.run_batch(plan)
-                self.sessions += result.sessions
-                self.namespaces += result.namespaces
-                self.objects += result.objects
-                if sc.burst:
-                    rows = track_latency(
-                        self.cluster, created=result.created, timeout=sc.latency_timeout
-                    )
-                    self.rd.write_latency(r.as_row() for r in rows)
-                    ready = [r.ready - r.created for r in rows if r.ready and r.created]
-                    p = {q: nearest_rank(ready, q) or 0.0 for q in (50, 90, 99)}
-                    self.view.note(
-                        f"burst: {len(ready)}/{len(rows)} runners ready; created -> ready "
-                        f"P50 {p[50]:.2f}s P90 {p[90]:.2f}s P99 {p[99]:.2f}s"
-                        if ready
-                        else f"burst: none of {len(rows)} runners became ready"
-                    )
-                sample, oom = self._settle(sampler, self.options.settle)
-                self._row(
-                    "batch",
-                    plan.number,
-                    sample,
-                    oom=oom,
-                    batch_seconds=round(result.seconds, 3),
-                    rate=round(result.rate, 1),
-                )
-                if oom:
-                    self.outcome = {
-                        "status": "oom",
-                        "oom_batch": plan.number,
-                        "oom_sessions": self.sessions,
-                        "message": f"OOMKilled after {self.sessions} sessions in batch {plan.number}",
-                    }
-                    self.view.note(f"OOMKilled in batch {plan.number}")
-                    self._after_oom(sampler, profiler, plan.number, sample)
-                    return
-                profiler.take(plan.number, sample.pod, self.container)
-        if self.options.max_batches is not None and len(self.plans) < len(sc.plan()):
-            self.outcome = {
-                "status": "max-batches",
-                "message": f"stopped after {len(self.plans)} batches without an OOM",
+def _operators(cluster: Cluster) -> list[dict[str, Any]]:
+    """Deployments that look like operators, cluster-wide: the report names who could act."""
+    try:
+        items = cluster.client.list("/apis/apps/v1/deployments").get("items", [])
+    except KubeError:
+        return []
+    out = []
+    for d in items:
+        ns = d["metadata"]["namespace"]
+        if ns.startswith("kube-") or not (d.get("status") or {}).get("readyReplicas"):
+            continue
+        out.append(
+            {
+                "namespace": ns,
+                "name": d["metadata"]["name"],
+                "replicas": d["spec"].get("replicas", 1),
             }
-        else:
-            self.outcome = {
-                "status": "completed",
-                "message": f"all {len(self.plans)} batches without an OOM",
-            }
+        )
+    return out
 
-    def _after_oom(
-        self, sampler: Sampler, profiler: Profiler, batch: int, killed: MemorySample
-    ) -> None:
-        # Keep watching through the restart: the relist after it is often the real peak.
-        # The window is extended (once, by as much again, at least 30 s) until the restarted
-        # container has been measured or killed again: the kubelet's stats lag a container
-        # start, and a report without either cannot say whether the operator recovers.
-        settle = self.options.settle_after_oom
-        deadline = time.monotonic() + settle
-        hard_deadline = deadline + (max(settle, 30.0) if settle > 0 else 0.0)
-        profiled = False
-        settled = False
-        while True:
-            now = time.monotonic()
-            if now >= hard_deadline or (now >= deadline and settled):
-                break
-            time.sleep(SAMPLE_INTERVAL)
-            sample = sampler.sample()
-            self._row("post-oom", batch, sample, oom=sample.oom_killed)
-            # The kill's own sample already counts the restart; a running container with a
-            # working set after it is the restarted one.
-            measured = (
-                sample.state == "running"
-                and sample.restart_count >= killed.restart_count
-                and sample.working_set_bytes is not None
-            )
-            settled = settled or measured or sample.oom_count > killed.oom_count
-            if not profiled and (self.options.profile == "memray" or sample.state == "running"):
-                # The capture of the killed process is still in the emptyDir; memray's is read
-                # through the keeper container, which runs while the operator crash-loops;
-                # py-spy needs the operator process itself running.
-                profiled = profiler.take(batch, sample.pod, self.container, oom=True) is None
-        if not profiled:
-            sample = self._wait_running(sampler)
-            profiler.take(batch, sample.pod, self.container, oom=True)
+
+def _create_objects(cluster: Cluster, journal: Journal, created: list[Created]) -> None:
+    for obj in created:
+        journal.record("create", path=obj.path, kind=obj.kind)
+        try:
+            cluster.client.create(obj.collection, obj.body)
+        except KubeError as e:
+            raise RunFailedError(f"could not create {obj.kind} {obj.path}: {e}") from e
+
+
+def plan_changes(
+    options: ReproduceOptions, valid: Validated, checked: Checked, profiler: Profiler
+) -> tuple[dict[str, Any], list[Created]]:
+    """The spec the run will apply and the objects it will create beside the Deployment."""
+    created: list[Created] = []
+    total = valid.scenario.totals()
+    spec = patched_spec(
+        checked.deployment["spec"],
+        RunPatch(
+            mem_limit_bytes=valid.limit_bytes,
+            container=checked.target.container,
+            extra_env=dict(options.set_env),
+        ),
+        profile=lambda s: created.extend(profiler.modify(s, planned_sessions=total["sessions"])),
+    )
+    return spec, created
+
+
+#: Pod template annotation of the spec rolled out without the profiler (value: the run id).
+UNPROFILED_ANNOTATION = "triage.ambient-code.io/unprofiled-start"
+
+
+def unprofiled_spec(
+    options: ReproduceOptions, valid: Validated, checked: Checked, *, run_id: str
+) -> dict[str, Any]:
+    """The run's spec without the profiler: the process memray's fixed cost is measured on.
+
+    The annotation makes it a fresh pod even when the run changes nothing else: the pod that
+    was running has been up for as long as it has, with whatever it cached meanwhile (a
+    previous run's sessions, still held after they were deleted), so it is not the same
+    program state as the profiled pod's start.
+    """
+    return patched_spec(
+        checked.deployment["spec"],
+        RunPatch(
+            mem_limit_bytes=valid.limit_bytes,
+            container=checked.target.container,
+            extra_env=dict(options.set_env),
+            pod_annotations={UNPROFILED_ANNOTATION: run_id},
+        ),
+    )
 
 
 def run(
@@ -391,26 +212,73 @@ def run(
 ) -> Path:
     """Run one reproduction; return its run directory or raise a TriageError with its exit code.
 
-    Raises before touching the cluster for bad input (UsageError), a refused context or a
-    failed preflight; after the first change it always restores the Deployment first.
+    Raises before touching the cluster for bad input (UsageError), a refused context, a held
+    lock or a failed preflight; after the first change it always restores the Deployment.
     """
     console = console or Console(stderr=True)
     valid = validate(options)
+    run_id = new_run_id(valid.scenario.name)
+    path = options.out or options.reports_root / run_id
+    if not options.dry_run:
+        check_run_dir(path)
     cluster = connect(kubeconfig=options.kubeconfig, context=options.context)
     check_context(cluster, allow_any=options.allow_any_context)
-    deployment = preflight(
+    kind = valid.profiler.kind
+    checked = preflight(
         cluster,
         namespace=options.operator_namespace,
         deployment=options.operator_deployment,
+        scenario=valid.scenario,
         mem_limit_bytes=valid.limit_bytes,
-        profile=options.profile,
+        container=options.container,
+        target_command=options.target_command,
+        needs_command=kind in ("memray", "py-spy"),
+        extra_verbs=_PROFILER_VERBS.get(kind, ()),
     )
-    run_id = new_run_id(valid.scenario.name)
-    rd = RunDir(options.out or options.reports_root / run_id, run_id=run_id)
-    rd.update_meta(
-        started_at=iso_now(),
-        finished_at=None,
+    target = checked.target
+    if kind == "memray" and checked.pod is not None:
+        require_memray(cluster, target, pod=checked.pod)
+    lock = RunLock(cluster, namespace=target.namespace, deployment=target.deployment, run_id=run_id)
+    if options.dry_run:
+        from triage.dryrun import show_plan
+
+        lock.check()
+        show_plan(cluster, options=options, valid=valid, checked=checked, console=console)
+        return path
+    writer = RunWriter(path, run_id=run_id)
+    profiler = Factory(valid.profiler).build(cluster, run=writer, target=target)
+    profiler.preflight(pod=checked.pod)
+    spec, created = plan_changes(options, valid, checked, profiler)
+    admission_dry_run(cluster, namespace=target.namespace, spec=spec)
+    lock.acquire(run_dir=str(path))
+    try:
+        return _run_locked(
+            cluster, options, valid, checked, writer, profiler, lock, spec, created, console,
+            on_patched,
+        )  # fmt: skip
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    cluster: Cluster,
+    options: ReproduceOptions,
+    valid: Validated,
+    checked: Checked,
+    writer: RunWriter,
+    profiler: Profiler,
+    lock: RunLock,
+    spec: dict[str, Any],
+    created: list[Created],
+    console: Console,
+    on_patched: Callable[[Path], None] | None,
+) -> Path:
+    target = checked.target
+    path = writer.path
+    totals = valid.scenario.totals()
+    writer.update_meta(
         scenario=valid.scenario.name,
+        started_at=iso_now(),
         options={
             **{k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
             "mem_limit": format_bytes(valid.limit_bytes),
@@ -420,169 +288,243 @@ def run(
             "batch_size": valid.scenario.batch_size,
         },
         limit_bytes=valid.limit_bytes,
-        versions=_versions(cluster, deployment),
+        versions=_versions(cluster, checked.deployment, target.container),
         cluster={"context": cluster.context, "server": cluster.server, "kind": cluster.kind},
-        planned=valid.scenario.totals(),
-        # What a kill -9 leaves behind: `triage restore RUN_DIR` finishes the job.
-        outcome={"status": "interrupted", "message": "the run did not finish"},
-        restore={
-            "status": "failed",
-            "message": f"not restored yet; run `triage restore {rd_path(options, run_id)}`",
+        target=target.as_meta(),
+        operators=_operators(cluster),
+        planned={
+            **totals,
+            "unit": valid.scenario.objects[0].kind
+            if valid.scenario.objects and not valid.scenario.sessions_per_ns
+            else "sessions",
         },
+        # What a kill -9 leaves behind: `triage restore RUN_DIR` finishes the job.
+        outcome=Outcome("interrupted", message="the run did not finish"),
+        restore={"status": "failed", "message": f"not restored yet; run `triage restore {path}`"},
+        profiler=ProfilerInfo(kind=profiler.kind),
     )
-    journal = Journal.create(rd.path, cluster=cluster, deployment=deployment)
-    container = str(container_of(deployment)["name"])
+    journal = Journal.create(
+        path, cluster=cluster, deployment=checked.deployment, run_id=writer.run_id
+    )
+    journal.record("lock", namespace=lock.namespace, name=lock.name)
     view = LiveView(
         console=console,
-        run_id=run_id,
+        run_id=writer.run_id,
         scenario=valid.scenario.name,
         limit_bytes=valid.limit_bytes,
         batches=valid.plans,
     )
-    state = _Run(
-        cluster=cluster, options=options, valid=valid, run_dir=rd, container=container, view=view
+
+    def event(kind: str, message: str, **data: Any) -> None:
+        writer.event(kind, message, **data)
+        view.note(message)
+
+    sampler = Sampler(
+        cluster,
+        namespace=target.namespace,
+        deployment=target.deployment,
+        container=target.container,
+        interpreter=target.interpreter,
+        on_event=event,
     )
+    drift = DriftWatch(cluster, namespace=target.namespace, name=target.deployment)
+    loop = RunLoop(
+        cluster=cluster, options=options, valid=valid, writer=writer, target=target,
+        sampler=sampler, profiler=profiler, drift=drift, view=view, kinds=checked.kinds,
+    )  # fmt: skip
     failure: TriageError | None = None
     unexpected: BaseException | None = None
-    restore_info: dict[str, Any] = {}
-    cleanup_info: dict[str, Any] = {"status": "kept"}
-    profiler = Profiler(
-        cluster, run_dir=rd.path, namespace=options.operator_namespace, kind=options.profile
-    )
+    restored: RestoreResult | None = None
+    before = None
     with _sigterm_as_interrupt():
         try:
             with view:
                 try:
+                    if profiler.kind == "memray" and checked.pod is not None:
+                        # memray's own fixed cost: a fresh pod of the run's spec without memray
+                        # at idle, against the profiled pod's baseline; the same program at the
+                        # same point but for memray. Not the pod that was running: it has been
+                        # up for as long as it has and holds what it cached meanwhile.
+                        view.note("starting the operator without memray first, to measure "
+                                  "memray's own cost")  # fmt: skip
+                        apply(cluster, journal,
+                              unprofiled_spec(options, valid, checked, run_id=writer.run_id),
+                              timeout=options.rollout_timeout,
+                              details={"mem_limit": format_bytes(valid.limit_bytes),
+                                       "profile": "none",
+                                       "extra_env": dict(options.set_env)})  # fmt: skip
+                        if (checked.deployment["spec"].get("replicas") or 1) > 1:
+                            sampler.await_leader(timeout=options.rollout_timeout / 3)
+                        before = loop.idle_reading()
                     view.note(
-                        f"patching {options.operator_namespace}/{options.operator_deployment}: limit {format_bytes(valid.limit_bytes)}, profile {options.profile}"
+                        f"patching {target.namespace}/{target.deployment}: limit "
+                        f"{format_bytes(valid.limit_bytes)}, profile {profiler.kind}"
                     )
-                    apply_run_patch(
-                        cluster,
-                        journal,
-                        RunPatch(
-                            mem_limit_bytes=valid.limit_bytes,
-                            profile=options.profile,
-                            extra_env=dict(options.set_env),
-                        ),
-                        timeout=options.rollout_timeout,
-                    )
+                    _create_objects(cluster, journal, created)
+                    rolled = apply(
+                        cluster, journal, spec, timeout=options.rollout_timeout,
+                        details={"mem_limit": format_bytes(valid.limit_bytes),
+                                 "profile": profiler.kind, "extra_env": dict(options.set_env)},
+                    )  # fmt: skip
+                    drift.arm(rolled, spec)
+                    if (rolled["spec"].get("replicas") or 1) > 1:
+                        sampler.await_leader(timeout=options.rollout_timeout / 3)
                     if on_patched is not None:
-                        on_patched(rd.path)
-                    with Sampler(
-                        cluster,
-                        namespace=options.operator_namespace,
-                        deployment=options.operator_deployment,
-                        container=container,
-                    ) as sampler:
-                        state.execute(sampler, profiler)
+                        on_patched(path)
+                    loop.execute()
+                    if before is not None and loop.rows:
+                        _fixed_cost(writer, profiler, before.memory.unreclaimable_bytes, loop)
+                except ChangedByOthers as e:
+                    loop.outcome = Outcome(
+                        "stopped", message=f"another writer: {e.drift.describe()}"
+                    )
+                    event("deployment-changed", f"load stopped: {e.drift.describe()}",
+                          fields=list(e.drift.fields), managers=[list(m) for m in e.drift.managers])  # fmt: skip
+                    failure = ChangedByOthersError(
+                        f"{e.drift.describe()} during the run; the load was stopped and triage's "
+                        f"own changes were undone (see {path})"
+                    )
                 except KeyboardInterrupt:
-                    state.outcome = {
-                        "status": "interrupted",
-                        "message": "interrupted (Ctrl-C or SIGTERM)",
-                    }
+                    loop.outcome = Outcome("interrupted", message="interrupted (Ctrl-C or SIGTERM)")
                     failure = RunInterruptedError(
-                        f"interrupted; the Deployment was restored; partial results in {rd.path}"
+                        f"interrupted; the Deployment was restored; partial results in {path}"
                     )
                 except TriageError as e:
-                    state.outcome = {"status": "error", "message": e.message}
-                    failure = RunFailedError(f"{e.message} (Deployment restored; see {rd.path})")
-                    failure.__cause__ = e
+                    loop.outcome = Outcome("error", message=e.message)
+                    failure = RunFailedError(f"{e.message} (Deployment restored; see {path})")
                 except Exception as e:
-                    state.outcome = {"status": "error", "message": f"{e.__class__.__name__}: {e}"}
+                    loop.outcome = Outcome("error", message=f"{e.__class__.__name__}: {e}")
                     unexpected = e
         finally:
-            # Always, whatever happened above; Ctrl-C and SIGTERM are ignored during restore so
-            # the restore itself is never cut in half.
-            previous_handlers = _ignore_signals()
-            try:
+            with _restoring(console, path):
                 try:
-                    result = restore(cluster, journal, timeout=options.rollout_timeout)
-                    restore_info = {
-                        "status": "restored",
-                        "message": "spec put back from the journal"
-                        if result == "restored"
-                        else "the Deployment already matched the journal",
-                    }
+                    profiler.collect()
+                    profiler.start_reading()
+                except Exception as e:
+                    profiler.notes.append(f"collecting profiles: {e.__class__.__name__}: {e}")
+                try:
+                    restored = restore(cluster, journal, timeout=options.rollout_timeout)
+                    writer.event(
+                        "restore",
+                        restored.message,
+                        status=restored.status,
+                        conflicts=len(restored.conflicts),
+                        kept=restored.others,
+                    )
+                    released = lock.release()
+                    journal.record("unlock", released=released)
                 except TriageError as e:
-                    restore_info = {
-                        "status": "failed",
-                        "message": f"{e.message}; run `triage restore {rd.path}`",
-                    }
-                    failure = RestoreError(restore_info["message"])
-                if options.cleanup:
-                    cleanup_info = _cleanup(cluster, rd.run_id, options.cleanup_timeout, view)
-            finally:
-                _restore_signals(previous_handlers)
-                if profiler.notes:
-                    rd.update_meta(profile_notes=profiler.notes)
-                rd.update_meta(
-                    finished_at=iso_now(),
-                    outcome=state.outcome,
-                    restore=restore_info,
-                    cleanup=cleanup_info,
-                    totals={
-                        "sessions": state.sessions,
-                        "namespaces": state.namespaces,
-                        "objects": state.objects,
-                    },
-                )
-                rd.close()
+                    message = f"{e.message}; run `triage restore {path}`"
+                    writer.update_meta(restore={"status": "failed", "message": message})
+                    failure = RestoreError(message)
+                sampler.close()
+                if restored is not None:
+                    writer.update_meta(restore=restored.as_meta())
+    profiler.finish()
+    profiler.close()
+    writer.update_meta(
+        finished_at=iso_now(),
+        outcome=loop.outcome,
+        totals=asdict(loop.totals),
+        memory_formula=_formula(loop),
+        profiler=ProfilerInfo(
+            kind=profiler.kind,
+            fixed_cost_bytes=profiler.info.get("fixed_cost_bytes"),
+            accounting="oom-point-corrected" if profiler.info.get("fixed_cost_bytes") else "",
+            settings={k: v for k, v in profiler.info.items() if k != "fixed_cost_bytes"},
+            notes=tuple(profiler.notes),
+        ),
+    )
+    _finish_cleanup(cluster, options, writer, view)
+    writer.close()
     console.print(
         summary_table(
-            state.rows, limit_bytes=valid.limit_bytes, outcome=state.outcome, restore=restore_info
+            loop.rows,
+            limit_bytes=valid.limit_bytes,
+            outcome=loop.outcome,
+            restore=restored.message if restored else "failed",
         )
     )
     if unexpected is not None:
         raise unexpected
     if failure is not None:
-        failure.run_dir = rd.path  # type: ignore[attr-defined]
+        failure.run_dir = path
         raise failure
     if options.render_report:
-        _render_report(rd.path, console)
-    console.print(f"run directory: [bold]{rd.path}[/bold]", highlight=False)
-    return rd.path
+        _render_report(path, console)
+    console.print(f"run directory: [bold]{path}[/bold]", highlight=False)
+    return path
 
 
-def rd_path(options: ReproduceOptions, run_id: str) -> Path:
-    return options.out or options.reports_root / run_id
+def _fixed_cost(writer: RunWriter, profiler: Profiler, before: int | None, loop: RunLoop) -> None:
+    baseline = loop.rows[0]
+    after = baseline.memory.unreclaimable_bytes
+    if before is None or after is None:
+        profiler.notes.append("memray's fixed cost could not be measured (no memory.stat)")
+        return
+    if after < before:
+        # Noise larger than the cost (or an operator that did not start the same way twice):
+        # a zero here would read as "memray is free", which nothing measured says.
+        profiler.notes.append(
+            f"memray's fixed cost could not be measured: the operator at idle used "
+            f"{after / 2**20:.1f} MiB with memray and {before / 2**20:.1f} MiB without"
+        )
+        return
+    cost = after - before
+    profiler.info["fixed_cost_bytes"] = cost
+    writer.event(
+        "profiler-cost",
+        f"memray's fixed cost: {cost / 2**20:.1f} MiB at idle (before {before / 2**20:.1f}, "
+        f"with memray {after / 2**20:.1f})",
+        fixed_cost_bytes=cost,
+    )
 
 
-def _cleanup(cluster: Cluster, run_id: str, timeout: float, view: LiveView) -> dict[str, Any]:
-    try:
-        res = cleanup(cluster, run_id=run_id, timeout=timeout)
-    except TriageError as e:
-        view.note(f"cleanup failed: {e.message}")
-        return {"status": "failed", "message": e.message}
-    if res.stuck:
-        stuck = "; ".join(f"{ns}: {', '.join(f)}" for ns, f in sorted(res.stuck.items()))
-        view.note(f"cleanup: {len(res.stuck)} namespace(s) still terminating: {stuck}")
-        return {"status": "stuck", "deleted": len(res.deleted), "stuck": res.stuck}
-    view.note(f"cleanup: deleted {len(res.deleted)} namespace(s) in {res.seconds:.0f}s")
-    return {"status": "deleted", "deleted": len(res.deleted), "seconds": round(res.seconds, 1)}
+def _formula(loop: RunLoop) -> str:
+    sources = {r.memory.memory_source for r in loop.rows if r.memory.memory_source}
+    return "; ".join(FORMULAS[s] for s in sorted(sources) if s in FORMULAS)
 
 
-def _ignore_signals() -> dict[int, Any]:
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore_signals(previous: dict[int, Any]) -> None:
-    for sig, handler in previous.items():
-        signal.signal(sig, handler)
+def _finish_cleanup(
+    cluster: Cluster, options: ReproduceOptions, writer: RunWriter, view: LiveView
+) -> None:
+    if not options.cleanup:
+        writer.update_meta(cleanup={"status": "kept"})
+        return
+    pid = start_background(
+        writer.path, run_id=writer.run_id, kubeconfig=cluster.kubeconfig,
+        context=cluster.context, timeout=options.cleanup_timeout,
+    )  # fmt: skip
+    info: dict[str, Any] = {"status": "running", "pid": pid, "result": "cleanup.json"}
+    if options.cleanup_wait:
+        done = wait_background(writer.path, timeout=options.cleanup_timeout + 30)
+        info = done or info
+        stuck = (done or {}).get("stuck") or {}
+        if stuck:
+            view.note(f"cleanup: {len(stuck)} namespace(s) still terminating: {', '.join(stuck)}")
+    else:
+        view.note(f"cleanup of the run's namespaces goes on in the background (pid {pid})")
+    writer.update_meta(cleanup=info)
 
 
 def _render_report(run_dir: Path, console: Console) -> None:
-    # Lazy and optional: the report package renders offline and may be absent or broken
-    # in a partial checkout; the run's data is already safe on disk either way.
+    # The run's data is already safe on disk; a report that fails to render is a note.
     try:
-        from triage.report import load_run, render_report, summarize
+        from triage.report import render_report, summarize
+        from triage.rundir import load_run
 
-        render_report(summarize(load_run(run_dir)), out_dir=run_dir)
+        summary = summarize(load_run(run_dir))
+        render_report(summary, out_dir=run_dir)
     except Exception as e:
         console.print(
-            f"[yellow]note:[/yellow] report not rendered ({e.__class__.__name__}: {e}); run `triage report {run_dir}`",
+            f"[yellow]note:[/yellow] report not rendered ({e.__class__.__name__}: {e}); run "
+            f"`triage report {run_dir}`",
             highlight=False,
         )
         return
+    if summary.why:
+        console.print(f"why: {summary.why}", highlight=False, markup=False)
     console.print(f"report: {run_dir / 'report.html'}", highlight=False)
+
+
+__all__ = ["ReproduceOptions", "run"]

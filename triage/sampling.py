@@ -1,78 +1,45 @@
-"""One memory sample of the operator container, from every source that can give one.
+"""One look at the operator: which pod, its restart story, and its memory from every source.
 
-The upstream reproducer read `kubectl top`, which needs metrics-server and lags a scrape
-interval behind: the sample before an OOMKill was usually missing. Here the primary source is
-the kubelet's stats summary through the apiserver's node proxy (no metrics-server needed,
-working set and RSS both), the metrics API is added when it is installed, and the operator's
-own process RSS gauge is read from its /metrics through `kubectl port-forward`, because
-a hostNetwork pod's IP is the node's non-loopback address and must not be dialled directly.
+The upstream reproducer read `kubectl top` (metrics-server, a scrape behind: the sample
+before an OOMKill was usually missing) and counted any restart as an OOM. Here the memory
+comes from the container's own memory.stat where it can be read, the kubelet's cAdvisor
+metrics and stats summary through the node proxy otherwise, and OOMs are counted with the
+operator's own `OOMCounter` (a kill is an advance of restartCount whose last state says
+OOMKilled), so a liveness restart or a deleted pod is never reported as one.
 
-OOMs are counted with the operator's own `OOMCounter`, so a sample that misses the moment of
-the kill still counts it (from the restartCount advance), and the CLI and the operator agree
-on what "cumulative OOMs" means.
+The pod is followed, not assumed: when the Deployment's pod is replaced (deleted, evicted,
+rescheduled) the sampler moves to the new one and records why the old one went; with
+several replicas it samples the leader and records a change of leader.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
-import select
-import subprocess
 import time
-import urllib.request
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
+from agentic_operator.kube import KubeError
 from agentic_operator.oomcount import OOMCounter, effective_restarts
-from triage.deployment_patch import operator_pod
-from triage.kube import ApiError, Cluster
-from triage.quantity import parse_quantity_bytes
+from agentic_operator.resources import EVENTS, PODS
+from triage.cluster import Cluster
+from triage.memsources import MemoryStat, MetricsApi, NodeProxy, OperatorMetrics
+from triage.memstat import merge
+from triage.rundir import Memory, PodState
+from triage.target import alive_pod, pick_pod
 
-_FORWARDING = re.compile(rb"Forwarding from 127\.0\.0\.1:(\d+) ->")
-_RSS_GAUGE = re.compile(rb"^process_resident_memory_bytes(?:\{[^}]*\})?\s+([0-9.eE+]+)", re.M)
-
-
-def kubectl_base(cluster: Cluster) -> list[str]:
-    """kubectl pointed at exactly the cluster and context the run uses."""
-    args = ["kubectl"]
-    if cluster.kubeconfig:
-        args += ["--kubeconfig", cluster.kubeconfig]
-    return [*args, "--context", cluster.context]
+#: Called with (kind, message, data) for what happened to the pods: see `rundir.Event`.
+EventSink = Callable[..., None]
 
 
 @dataclass(frozen=True)
-class _Stats:
-    working_set: int | None = None
-    rss: int | None = None
-    taken: float | None = None  # when the kubelet took them (epoch seconds)
-    started: str | None = None  # the container's start time: a change is a restart
-
-
-@dataclass(frozen=True)
-class MemorySample:
-    pod: str
-    node: str
-    container: str
-    working_set_bytes: int | None
-    rss_bytes: int | None
-    metrics_api_bytes: int | None
-    operator_rss_bytes: int | None
-    restart_count: int
-    oom_count: int
-    unobserved_restarts: int
-    oom_killed: bool  # an OOM was newly observed by this sample
-    ready: bool
-    state: str  # "running" | "waiting:<reason>" | "terminated:<reason>" | "absent"
-
-
-def _epoch(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+class Observation:
+    memory: Memory
+    state: PodState
+    node: str = ""
+    pod_uid: str = ""
+    #: CPU seconds the container has used (from the cgroup), for the settle.
+    cpu_seconds: float | None = None
 
 
 def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
@@ -82,7 +49,7 @@ def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
     return {}
 
 
-def _state_text(status: dict[str, Any]) -> str:
+def state_text(status: dict[str, Any]) -> str:
     state = status.get("state") or {}
     if "running" in state:
         return "running"
@@ -92,82 +59,19 @@ def _state_text(status: dict[str, Any]) -> str:
     return "absent"
 
 
-class PortForward:
-    """`kubectl port-forward` to one pod port, started and stopped by PID."""
+def last_words(message: str | None) -> str:
+    """The last non-empty line of a terminated container's message, cut to 200 characters.
 
-    def __init__(self, cluster: Cluster, *, namespace: str, pod: str, port: int) -> None:
-        self.namespace, self.pod, self.remote_port = namespace, pod, port
-        self.local_port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [
-                *kubectl_base(cluster),
-                "-n",
-                namespace,
-                "port-forward",
-                f"pod/{pod}",
-                f":{port}",  # a free local port, read back from kubectl's output
-                "--address",
-                "127.0.0.1",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        self.pid = self._proc.pid
-        self._wait_ready(timeout=10)
-
-    def _wait_ready(self, *, timeout: float) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while time.monotonic() < deadline and self._proc.poll() is None:
-            ready, _, _ = select.select([self._proc.stdout], [], [], 0.2)
-            if ready:
-                chunk = self._proc.stdout.readline()
-                buf += chunk
-                m = _FORWARDING.search(buf)
-                if m:
-                    self.local_port = int(m.group(1))
-                    return
-        self.stop()
-
-    @property
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None and self.local_port is not None
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def metrics_port(pod: dict[str, Any], container: str) -> int | None:
-    """The operator's metrics port: from --metrics-bind-address, else the `metrics` port."""
-    for c in pod["spec"].get("containers", []):
-        if c.get("name") != container:
-            continue
-        for arg in c.get("args") or []:
-            if arg.startswith("--metrics-bind-address="):
-                port = arg.rsplit(":", 1)[-1]
-                return int(port) if port.isdigit() and port != "0" else None
-        for p in c.get("ports") or []:
-            if p.get("name") == "metrics":
-                return int(p["containerPort"])
-        return 8080
-    return None
+    The message is the container's termination log, or with `terminationMessagePolicy:
+    FallbackToLogsOnError` the tail of its log when it failed: a crash that is not an OOM
+    (a port already taken, a bad flag) then says what it was in the run's own events.
+    """
+    lines = [line.strip() for line in (message or "").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""
 
 
 class Sampler:
-    """Samples one Deployment's operator container; keeps OOM state across samples."""
+    """Samples one Deployment's operator container; keeps OOM and pod state across samples."""
 
     def __init__(
         self,
@@ -175,30 +79,37 @@ class Sampler:
         *,
         namespace: str,
         deployment: str,
-        container: str | None = None,
+        container: str,
+        interpreter: str | None = None,
+        on_event: EventSink | None = None,
         operator_metrics: bool = True,
     ) -> None:
         self._cluster = cluster
         self._namespace = namespace
         self._deployment = deployment
-        self._container = container or deployment
-        self._operator_metrics = operator_metrics
+        self._container = container
+        self._on_event = on_event or (lambda *a, **k: None)
         self._counter = OOMCounter()
-        self._metrics_api: bool | None = None
-        self._forward: PortForward | None = None
-        self._forward_failures = 0
+        self.memstat = MemoryStat(cluster, namespace=namespace, interpreter=interpreter)
+        self.node_proxy = NodeProxy(cluster, namespace=namespace)
+        self._metrics_api = MetricsApi(cluster, namespace=namespace)
+        self._operator = OperatorMetrics(cluster, namespace=namespace) if operator_metrics else None
         self.last_pod: dict[str, Any] | None = None
+        self._last_choice = ""
+        #: The last pod a leader lock named, and why pods that went did.
+        self._leader: str | None = None
+        self._gone: dict[str, str] = {}
+        self._expected = ""
         #: Longest wait for kubelet stats newer than a batch (housekeeping is ~10 s).
         self.stats_wait = 20.0
         #: Longest wait for the pod status to show a restart the stats already show.
         self.status_wait = 30.0
-        self._started: dict[tuple[str, str, str], str] = {}
-        self._restarts: dict[tuple[str, str, str], int] = {}
+        self._started: dict[str, str] = {}
+        self._restarts: dict[str, int] = {}
 
     def close(self) -> None:
-        if self._forward is not None:
-            self._forward.stop()
-            self._forward = None
+        if self._operator is not None:
+            self._operator.close()
 
     def __enter__(self) -> Sampler:
         return self
@@ -208,46 +119,153 @@ class Sampler:
 
     @property
     def port_forward_pid(self) -> int | None:
-        return self._forward.pid if self._forward is not None else None
+        return self._operator.port_forward_pid if self._operator is not None else None
 
-    def sample(self, *, fresh_after: float | None = None) -> MemorySample:
-        """Look at the operator now.
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Sources that could not be had on this cluster, and why (for run.json)."""
+        out = {
+            "memory.stat": self.memstat.unavailable,
+            "cadvisor": self.node_proxy.cadvisor_unavailable,
+            "summary": self.node_proxy.summary_unavailable,
+        }
+        return {k: v for k, v in out.items() if v}
 
-        With `fresh_after` (epoch seconds) it waits, bounded, for kubelet stats taken after
-        that moment: the summary lags by the kubelet's housekeeping interval (about 10 s),
-        and a stale number would be attributed to the wrong batch. When the stats show a new
-        container start that the pod status does not show yet (the kubelet's status sync
-        lags too, by seconds under load), it waits for the status, so an OOM is counted in
-        the batch that caused it rather than the next one.
-        """
-        pod = operator_pod(self._cluster, namespace=self._namespace, deployment=self._deployment)
-        if pod is None:
-            self.last_pod = None
-            return MemorySample(
-                pod="", node="", container=self._container, working_set_bytes=None,
-                rss_bytes=None, metrics_api_bytes=None, operator_rss_bytes=None,
-                restart_count=0, oom_count=self._counter.total(),
-                unobserved_restarts=self._counter.unobserved(), oom_killed=False,
-                ready=False, state="absent",
-            )  # fmt: skip
+    def expect_replacement(self, why: str) -> None:
+        """The next change of pod is triage's own doing (a cold start): record it as such."""
+        self._expected = why
+
+    # -- the pod ----------------------------------------------------------------------------
+
+    def await_leader(self, *, timeout: float) -> str | None:
+        """With several replicas, wait for a leader lock to name one (the baseline is the
+        leader's); None, and an event, when none does within `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pod, how = pick_pod(
+                self._cluster, namespace=self._namespace, deployment=self._deployment
+            )
+            if pod is not None and how == "leader":
+                self._leader = pod["metadata"]["name"]
+                self.last_pod, self._last_choice = pod, how
+                return self._leader
+            if time.monotonic() > deadline:
+                self._on_event(
+                    "no-leader",
+                    f"no leader lock names one of the replicas after {timeout:.0f}s; "
+                    "sampling the newest pod",
+                )
+                return None
+            time.sleep(1)
+
+    def _pod(self) -> dict[str, Any] | None:
+        pod, how = pick_pod(self._cluster, namespace=self._namespace, deployment=self._deployment)
+        old = self.last_pod
+        if pod is not None:
+            name = pod["metadata"]["name"]
+            moved = old is not None and old["metadata"].get("uid") != pod["metadata"].get("uid")
+            why = self._note_gone(old) if moved and old is not None else ""
+            if how == "leader" and self._leader not in (None, name):
+                previous = str(self._leader)
+                reason = self._gone.get(previous, "")
+                went = f" ({previous} went: {reason})" if reason else ""
+                self._on_event(
+                    "leader-changed",
+                    f"leader moved from {previous} to {name}{went}; sampling the new leader",
+                    old=previous, new=name, reason=reason,
+                )  # fmt: skip
+            elif moved and old is not None and not (how == "leader" and self._leader is None):
+                # (The first leader elected replaces a stand-in: not an event.)
+                self._replaced(old["metadata"]["name"], name, why)
+            if how == "leader":
+                self._leader = name
+        self.last_pod = pod
+        self._last_choice = how
+        return pod
+
+    def _note_gone(self, old: dict[str, Any]) -> str:
+        """Why the pod sampled until now is no longer the one (empty while it still runs)."""
+        old_name = old["metadata"]["name"]
+        still = self._cluster.client.get_or_none(PODS.path(self._namespace, old_name))
+        alive = still is not None and alive_pod(still)
+        why = "" if alive else (self._expected or self._why_gone(old_name))
+        self._expected = ""
+        if why:
+            self._gone[old_name] = why
+        return why
+
+    def _replaced(self, old_name: str, new_name: str, why: str) -> None:
+        if self._last_choice == "leader":
+            self._on_event(
+                "leader-lost",
+                f"leader {old_name} went ({why or 'replaced'}); no replica holds the lease yet, "
+                f"sampling {new_name} meanwhile",
+                old=old_name,
+                new=new_name,
+                reason=why,
+            )
+            return
+        self._on_event(
+            "pod-replaced",
+            f"operator pod {old_name} went ({why or 'replaced'}); following {new_name} (not an OOM)",
+            old=old_name,
+            new=new_name,
+            reason=why or "replaced",
+        )
+
+    def _why_gone(self, name: str) -> str:
+        """Evicted, deleted, preempted... from the old pod or its events."""
+        pod = self._cluster.client.get_or_none(PODS.path(self._namespace, name))
+        if pod is not None:
+            status = pod.get("status") or {}
+            if status.get("reason"):
+                return f"{status['reason']}: {status.get('message', '')}".strip(": ")
+            if pod["metadata"].get("deletionTimestamp"):
+                return "deleted"
+        try:
+            events = self._cluster.client.list(
+                EVENTS.path(self._namespace),
+                params={"fieldSelector": f"involvedObject.name={name}"},
+            ).get("items", [])
+        except KubeError:
+            events = []
+        for ev in sorted(events, key=lambda e: str(e.get("lastTimestamp") or ""), reverse=True):
+            if ev.get("reason") in ("Evicted", "Preempting", "Killing", "TaintManagerEviction"):
+                return f"{ev['reason']}: {ev.get('message', '')}".strip(": ")
+        return "deleted" if pod is None else "replaced"
+
+    def _state(self, pod: dict[str, Any], started: str | None) -> PodState:
         name = pod["metadata"]["name"]
-        containers = [c["name"] for c in pod["spec"]["containers"]]
-        container = self._container if self._container in containers else containers[0]
-        node = str(pod["spec"].get("nodeName") or "")
-        stats = self._kubelet_fresh(node, name, container, fresh_after) if node else _Stats()
-        status = _container_status(pod, container)
-        key = (self._namespace, name, container)
+        status = _container_status(pod, self._container)
+        key = pod["metadata"].get("uid") or name
+        before = self._restarts.get(key)
         if (
-            stats.started is not None
-            and self._started.get(key) not in (None, stats.started)
+            started is not None
+            and self._started.get(key) not in (None, started)
             and int(status.get("restartCount", 0)) <= self._restarts.get(key, 0)
         ):
-            pod, status = self._await_restart_status(pod, container, self._restarts.get(key, 0))
-        if stats.started is not None:
-            self._started[key] = stats.started
-        self.last_pod = pod
+            # The kubelet's stats show a new container start that the pod status does not
+            # show yet (its status sync lags by seconds under load): wait for it, so an OOM
+            # is counted in the batch that caused it rather than the next one.
+            pod, status = self._await_restart_status(pod, self._restarts.get(key, 0))
+        if started is not None:
+            self._started[key] = started
         restart_count = int(status.get("restartCount", 0))
         self._restarts[key] = restart_count
+        if before is not None and restart_count > before:
+            # What the kubelet says ended the container, as it said it: the OOM count rests
+            # on this reason, so a run whose restarts are not all OOMs shows why.
+            last = (status.get("lastState") or {}).get("terminated") or {}
+            said = last_words(last.get("message"))
+            self._on_event(
+                "container-restarted",
+                f"{name}/{self._container} restarted ({restart_count}): "
+                f"{last.get('reason') or 'no reason given'}, exit code {last.get('exitCode')}"
+                + (f": {said}" if said else ""),
+                pod=name, restart_count=restart_count, reason=last.get("reason"),
+                exit_code=last.get("exitCode"), finished_at=last.get("finishedAt"),
+                termination_message=last.get("message"),
+            )  # fmt: skip
         restarts, reason = effective_restarts(
             restart_count=restart_count,
             terminated_reason=((status.get("state") or {}).get("terminated") or {}).get("reason"),
@@ -255,136 +273,86 @@ class Sampler:
                 "reason"
             ),
         )
-        obs = self._counter.observe(key, restarts, reason, uid=pod["metadata"].get("uid") or None)
-        return MemorySample(
+        obs = self._counter.observe(
+            (self._namespace, name, self._container), restarts, reason, uid=key
+        )
+        return PodState(
             pod=name,
-            node=node,
-            container=container,
-            working_set_bytes=stats.working_set,
-            rss_bytes=stats.rss,
-            metrics_api_bytes=self._metrics(name, container),
-            operator_rss_bytes=self._operator_rss(pod, container, status),
+            container=self._container,
             restart_count=restart_count,
             oom_count=self._counter.total(),
-            unobserved_restarts=self._counter.unobserved(),
             oom_killed=obs.confirmed > 0,
             ready=bool(status.get("ready")),
-            state=_state_text(status),
+            state=state_text(status),
         )
 
     def _await_restart_status(
-        self, pod: dict[str, Any], container: str, known: int
+        self, pod: dict[str, Any], known: int
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        path = f"/api/v1/namespaces/{self._namespace}/pods/{pod['metadata']['name']}"
+        path = PODS.path(self._namespace, pod["metadata"]["name"])
         deadline = time.monotonic() + self.status_wait
-        status = _container_status(pod, container)
+        status = _container_status(pod, self._container)
         while time.monotonic() < deadline:
             time.sleep(1.0)
             try:
-                pod = self._cluster.json("GET", path)
-            except ApiError:
+                pod = self._cluster.client.get(path)
+            except KubeError:
                 break
-            status = _container_status(pod, container)
+            status = _container_status(pod, self._container)
             if int(status.get("restartCount", 0)) > known:
                 break
         return pod, status
 
-    # -- sources ------------------------------------------------------------------------------
+    def _absent(self) -> Observation:
+        return Observation(
+            Memory(),
+            PodState(container=self._container, oom_count=self._counter.total(), state="absent"),
+        )
 
-    def _kubelet_fresh(
-        self, node: str, pod: str, container: str, fresh_after: float | None
-    ) -> _Stats:
-        deadline = time.monotonic() + self.stats_wait
-        while True:
-            stats = self._kubelet(node, pod, container)
-            if fresh_after is None or (stats.taken is not None and stats.taken >= int(fresh_after)):
-                return stats
-            if time.monotonic() >= deadline:
-                return stats  # the freshest we could get; better than nothing
-            time.sleep(1.0)
+    # -- samples ------------------------------------------------------------------------------
 
-    def _kubelet(self, node: str, pod: str, container: str) -> _Stats:
-        try:
-            summary = self._cluster.json(
-                "GET", f"/api/v1/nodes/{node}/proxy/stats/summary", timeout=15
-            )
-        except ApiError:
-            return _Stats()
-        for p in summary.get("pods", []):
-            ref = p.get("podRef", {})
-            if ref.get("name") != pod or ref.get("namespace") != self._namespace:
-                continue
-            for c in p.get("containers", []):
-                if c.get("name") == container:
-                    mem = c.get("memory") or {}
-                    ws, rss = mem.get("workingSetBytes"), mem.get("rssBytes")
-                    return _Stats(
-                        working_set=int(ws) if ws is not None else None,
-                        rss=int(rss) if rss is not None else None,
-                        taken=_epoch(mem.get("time")),
-                        started=c.get("startTime"),
-                    )
-        return _Stats()
+    def quick(self) -> Observation:
+        """Pod state and memory.stat only: what the adaptive settle polls every second."""
+        pod = self._pod()
+        if pod is None:
+            return self._absent()
+        state = self._state(pod, None)
+        reading = None
+        if state.state == "running":
+            reading = self.memstat.reading(state.pod, self._container)
+        return Observation(
+            reading.memory if reading else Memory(),
+            state,
+            str(pod["spec"].get("nodeName") or ""),
+            str(pod["metadata"].get("uid") or ""),
+            reading.cpu_seconds if reading else None,
+        )
 
-    def _metrics(self, pod: str, container: str) -> int | None:
-        if self._metrics_api is False:
-            return None
-        try:
-            doc = self._cluster.json(
-                "GET",
-                f"/apis/metrics.k8s.io/v1beta1/namespaces/{self._namespace}/pods/{pod}",
-                timeout=5,
-            )
-        except ApiError as e:
-            # 404 for the whole group means no metrics-server: stop asking. A 404 for the
-            # pod only means it has not been scraped yet.
-            if e.status == 404 and self._metrics_api is None:
-                self._metrics_api = self._has_metrics_api()
-            return None
-        self._metrics_api = True
-        for c in doc.get("containers", []):
-            if c.get("name") == container:
-                return parse_quantity_bytes(str(c["usage"]["memory"]))
-        return None
-
-    def _has_metrics_api(self) -> bool:
-        try:
-            self._cluster.json("GET", "/apis/metrics.k8s.io/v1beta1", timeout=5)
-        except ApiError:
-            return False
-        return True
-
-    def _operator_rss(
-        self, pod: dict[str, Any], container: str, status: dict[str, Any]
-    ) -> int | None:
-        if not self._operator_metrics or _state_text(status) != "running":
-            return None
+    def sample(self, *, fresh_after: float | None = None, node_stats: bool = True) -> Observation:
+        """Every source. With `fresh_after` (epoch) and no memory.stat, it waits (bounded)
+        for kubelet stats taken after that moment: the summary lags by the kubelet's
+        housekeeping interval, and a stale number would be attributed to the wrong batch.
+        """
+        pod = self._pod()
+        if pod is None:
+            return self._absent()
         name = pod["metadata"]["name"]
-        port = metrics_port(pod, container)
-        if port is None:
-            return None
-        fwd = self._forward
-        if fwd is not None and (not fwd.alive or fwd.pod != name or fwd.remote_port != port):
-            fwd.stop()
-            fwd = self._forward = None
-        if fwd is None:
-            if self._forward_failures >= 3:
-                return None  # not reachable here; leave the column empty, don't slow batches
-            fwd = PortForward(self._cluster, namespace=self._namespace, pod=name, port=port)
-            if not fwd.alive:
-                self._forward_failures += 1
-                return None
-            self._forward = fwd
-        try:
-            with urllib.request.urlopen(  # a loopback URL we built ourselves
-                f"http://127.0.0.1:{fwd.local_port}/metrics", timeout=5
-            ) as resp:
-                body = resp.read()
-        except OSError:
-            # The container may be restarting; the forward is rebuilt on the next sample.
-            with contextlib.suppress(Exception):
-                fwd.stop()
-            self._forward = None
-            return None
-        m = _RSS_GAUGE.search(body)
-        return int(float(m.group(1))) if m else None
+        node = str(pod["spec"].get("nodeName") or "")
+        running = state_text(_container_status(pod, self._container)) == "running"
+        own = self.memstat.read(name, self._container) if running else None
+        summary = cadvisor = None
+        if node and node_stats:
+            wait_for = None if own is not None else fresh_after
+            summary = self.node_proxy.summary_fresh(
+                node, name, self._container, after=wait_for, wait=self.stats_wait
+            )
+            cadvisor = self.node_proxy.cadvisor(node, name, self._container)
+        state = self._state(pod, summary.started if summary else None)
+        memory = merge(own or Memory(), cadvisor, summary.memory if summary else None)
+        extra: dict[str, Any] = {
+            "metrics_api_bytes": self._metrics_api.usage(name, self._container)
+        }
+        if self._operator is not None and state.state == "running":
+            extra["operator_rss_bytes"] = self._operator.rss(pod, self._container)
+        memory = replace(memory, **{k: v for k, v in extra.items() if v is not None})
+        return Observation(memory, state, node, str(pod["metadata"].get("uid") or ""))

@@ -13,14 +13,17 @@ scenario is a new YAML file unless it needs a new kind of object.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import yaml
 
+from triage.bodies import NAMESPACE_PREFIX, SESSION_SHAPES, SessionShape
+from triage.custom_objects import ObjectTemplate, parse_templates
 from triage.errors import UsageError
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
@@ -31,13 +34,6 @@ _SIZE_KEYS = frozenset(
     {"namespaces", "sessions_per_ns", "batch_size", "noise_pods_per_ns", "churn_rounds", "scale"}
 )
 _MIX_KEYS = ("sessions", "project_settings", "namespaces", "pods", "runner_pods")
-
-
-#: What a session looks like: "production" (~5.8 KB with its status, the size upstream
-#: measured on its cluster) or "minimal" (a few hundred bytes and a bare phase, what a shell
-#: script creates). Running both separates per-object overhead from per-byte cost.
-SessionShape = Literal["production", "minimal"]
-SESSION_SHAPES: tuple[SessionShape, ...] = get_args(SessionShape)
 
 
 @dataclass(frozen=True)
@@ -58,6 +54,8 @@ class BatchPlan:
     namespaces: tuple[NamespacePlan, ...]
     #: Status rewrites of every session created so far (condition-churn), after creation.
     churn_rounds: int = 0
+    #: The session shape of this batch when the run sweeps shapes (None: the scenario's).
+    shape: SessionShape | None = None
 
     @property
     def sessions(self) -> int:
@@ -84,6 +82,17 @@ class Scenario:
     churn_rounds: int = 0
     burst: bool = False
     latency_timeout: float = 180.0
+    #: Create the prerequisite Secret in every managed namespace (runners must start).
+    runner_secrets: bool = False
+    #: Alternate production and minimal sessions batch by batch (same count each): the
+    #: report then separates the operator's cost per object from its cost per byte.
+    shape_sweep: bool = False
+    #: Objects from templates (any kind), created in each namespace; see custom_objects.
+    objects: tuple[ObjectTemplate, ...] = ()
+    #: Extra labels on every namespace the run creates.
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    #: Namespaces are `<prefix>-<run>-NNNN`: match an operator that watches names by glob.
+    namespace_prefix: str = NAMESPACE_PREFIX
     mix: Mapping[str, int] | None = None
     scale: float = 1.0
     default: bool = False
@@ -155,10 +164,15 @@ class Scenario:
         """Every batch of a complete run, in order."""
         namespaces = self._mix_namespaces() if self.mix else self._uniform_namespaces()
         batches: list[BatchPlan] = []
+        sweep: tuple[SessionShape, ...] = ("production", "minimal")
         for start in range(0, len(namespaces), self.batch_size):
             chunk = tuple(namespaces[start : start + self.batch_size])
+            number = len(batches) + 1
+            shape = sweep[(number - 1) % 2] if self.shape_sweep else None
             batches.append(
-                BatchPlan(number=len(batches) + 1, namespaces=chunk, churn_rounds=self.churn_rounds)
+                BatchPlan(
+                    number=number, namespaces=chunk, churn_rounds=self.churn_rounds, shape=shape
+                )
             )
         return batches
 
@@ -244,6 +258,13 @@ def _from_yaml(path: Path) -> Scenario:
         churn_rounds=int(raw.get("churn_rounds", 0)),
         burst=bool(raw.get("burst", False)),
         latency_timeout=float(raw.get("latency_timeout", 180)),
+        # Sessions left to the operator start runners, and a runner waits for the
+        # namespace's prerequisite Secret (as upstream): create it unless told not to.
+        runner_secrets=bool(raw.get("runner_secrets", phase is None or mix is not None)),
+        shape_sweep=bool(raw.get("shape_sweep", False)),
+        objects=parse_templates(raw.get("objects"), source=str(path)),
+        namespace_labels=_labels(raw.get("namespace_labels"), source=str(path)),
+        namespace_prefix=_prefix(raw.get("namespace_prefix", NAMESPACE_PREFIX), source=str(path)),
         mix={k: int(v) for k, v in mix.items()} if mix else None,
         scale=float(raw.get("scale", 1.0)),
         default=bool(raw.get("default", False)),
@@ -256,6 +277,29 @@ def _from_yaml(path: Path) -> Scenario:
             scenario, namespaces=max(round(scenario.mix["namespaces"] * scenario.scale), 1)
         )
     return scenario
+
+
+def _prefix(raw: object, *, source: str) -> str:
+    # The longest run suffix and index ("-abcd-0000") must still fit a 63-character label.
+    if not isinstance(raw, str) or not _PREFIX.fullmatch(raw):
+        raise UsageError(
+            f"{source}: namespace_prefix must be lowercase letters, digits and '-', starting "
+            f"with a letter, at most 50 characters; got {raw!r}"
+        )
+    return raw
+
+
+_PREFIX = re.compile(r"[a-z]([-a-z0-9]{0,48}[a-z0-9])?")
+
+
+def _labels(raw: object, *, source: str) -> dict[str, str]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in raw.items()
+    ):
+        raise UsageError(f"{source}: namespace_labels must map label names to strings")
+    return dict(raw)
 
 
 @cache
@@ -275,7 +319,12 @@ def default_scenario() -> str:
 
 
 def get(name: str) -> Scenario:
-    """The scenario called `name`, or a UsageError listing the known ones."""
+    """The scenario called `name` (or a YAML file of one), or a UsageError listing the known ones."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        path = Path(name)
+        if not path.is_file():
+            raise UsageError(f"scenario file {name} does not exist (or name a built-in scenario)")
+        return _from_yaml(path)
     known = scenarios()
     try:
         return known[name]

@@ -7,53 +7,20 @@ small object passes them around instead of a long argument list on every constru
 
 from __future__ import annotations
 
-import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agentic_operator._config import OperatorConfig
-from agentic_operator._controller import Result
+from agentic_operator._controller import Outcome, Result, TerminalError
 from agentic_operator._informer import Informer
-from agentic_operator._kube import ApiError, KubeClient, KubeError, api_path
-from agentic_operator._objects import GROUP, VERSION
 from agentic_operator._operator_metrics import OperatorMetrics
 from agentic_operator._reconcile.inactivity import ProjectTimeoutCache
 from agentic_operator._runner_api import RunnerApi
 from agentic_operator._session_store import SessionValue
+from agentic_operator.kube import InvalidError, KubeClient, KubeError
 
-__all__ = [
-    "Context",
-    "create_ignoring_exists",
-    "delete_ignoring_missing",
-    "get_or_none",
-    "reconcile_measured",
-    "sessions_path",
-    "settings_path",
-]
-
-
-def sessions_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-    return api_path(
-        group=GROUP,
-        version=VERSION,
-        plural="agenticsessions",
-        namespace=namespace,
-        name=name,
-        subresource=subresource,
-    )
-
-
-def settings_path(namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-    return api_path(
-        group=GROUP,
-        version=VERSION,
-        plural="projectsettings",
-        namespace=namespace,
-        name=name,
-        subresource=subresource,
-    )
+__all__ = ["Context", "outcome_of"]
 
 
 @dataclass(slots=True)
@@ -72,65 +39,18 @@ class Context:
         return self.namespaces.get(namespace) is not None
 
 
-def reconcile_measured(
-    ctx: Context,
-    *,
-    kind: str,
-    key: str,
-    reconcile: Callable[[], None],
-    logger: logging.Logger,
-    error_requeue: float,
-) -> Result:
-    """Run one level-based reconcile of `kind`, counted and timed in the operator's metrics.
+def outcome_of(reconcile: Callable[[], None]) -> Outcome:
+    """Run a level-based reconcile that has no result of its own, as controller-runtime's.
 
-    An API error is not the reconciler's to handle: it is counted, logged once, and the
-    key comes back after `error_requeue` seconds; the next pass reads the world afresh.
+    An API error is returned, not handled: the controller counts it once under its own
+    name, logs it and retries the key with backoff; the next pass reads the world afresh.
+    A 422 (`InvalidError`) means the manifest or status this operator wrote is wrong, which
+    no retry fixes, so it is terminal.
     """
-    started = time.monotonic()
-    ok = True
     try:
         reconcile()
-        return Result()
+    except InvalidError as e:
+        return Result(), TerminalError(e)
     except KubeError as e:
-        ok = False
-        ctx.metrics.session_error(kind, type(e).__name__)
-        logger.warning("%s %s: %s; retrying in %.0fs", kind, key, e, error_requeue)
-        return Result(requeue_after=error_requeue)
-    finally:
-        ctx.metrics.reconcile_done(kind, ok, time.monotonic() - started)
-
-
-def get_or_none(client: KubeClient, path: str) -> dict[str, Any] | None:
-    try:
-        return client.get(path)
-    except ApiError as e:
-        if e.not_found:
-            return None
-        raise
-
-
-def create_ignoring_exists(client: KubeClient, collection: str, body: dict[str, Any]) -> bool:
-    """POST; True when created, False when an object of that name already existed."""
-    try:
-        client.create(collection, body)
-    except ApiError as e:
-        if e.already_exists:
-            return False
-        raise
-    return True
-
-
-def delete_ignoring_missing(
-    client: KubeClient, path: str, *, grace_seconds: int | None = None
-) -> bool:
-    """DELETE with background propagation; True when something was deleted."""
-    params = {"propagationPolicy": "Background"}
-    if grace_seconds is not None:
-        params["gracePeriodSeconds"] = str(grace_seconds)
-    try:
-        client.delete(path, params=params)
-    except ApiError as e:
-        if e.not_found:
-            return False
-        raise
-    return True
+        return Result(), e
+    return Result(), None

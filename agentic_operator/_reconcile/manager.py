@@ -16,10 +16,9 @@ import time
 from typing import Any
 
 from agentic_operator._config import OperatorConfig
-from agentic_operator._controller import Controller
+from agentic_operator._controller import Controller, Reconcile
 from agentic_operator._informer import DictStore, Informer
-from agentic_operator._kube import KubeClient, api_path
-from agentic_operator._objects import GROUP, RUNNER_APP_LABEL, VERSION
+from agentic_operator._objects import RUNNER_APP_LABEL
 from agentic_operator._operator_metrics import OperatorMetrics
 from agentic_operator._reconcile.context import Context
 from agentic_operator._reconcile.inactivity import ProjectTimeoutCache
@@ -42,7 +41,10 @@ from agentic_operator._session_store import (
     transform_lean,
     view,
 )
+from agentic_operator.contract import AGENTIC_SESSIONS, PROJECT_SETTINGS
+from agentic_operator.kube import KubeClient
 from agentic_operator.oomcount import OOMCounter
+from agentic_operator.resources import NAMESPACES, PODS
 
 __all__ = ["Operator"]
 
@@ -53,6 +55,12 @@ log = logging.getLogger(__name__)
 # small pages keep the cold-start peak, and what stays resident after it, low at the price
 # of a few more round trips.
 LIST_PAGE_SIZE = int(os.environ.get("AGENTIC_LIST_PAGE_SIZE", "100"))
+# After the first page, session pages are sized by bytes instead: 100 production-shaped
+# sessions (~6 KB each with managedFields) are ~600 KB, the high-water mark the page size of
+# 100 was chosen for; minimal sessions (~1 KB) then come ~500 to a page, and 100,000 of them
+# list in a fifth of the round trips. Only sessions: the other caches list at the same time,
+# their objects are few per namespace, and full-size pages of each at once would add up.
+LIST_PAGE_BYTES = int(os.environ.get("AGENTIC_LIST_PAGE_BYTES", str(512 * 1024)))
 
 
 def _identity(obj: dict[str, Any]) -> dict[str, Any]:
@@ -80,39 +88,39 @@ class Operator:
         # Lean: objects of unmanaged namespaces never reach a store. Full: upstream's
         # unscoped caches (all namespaces, all pods), kept to show what they cost.
         admit = self._admit_managed if lean else None
-        self.namespaces: Informer[Any] = Informer(
-            client,
-            name="namespaces",
-            path="/api/v1/namespaces",
-            transform=namespace_transform if lean else _identity,
+
+        def informer(name: str, path: str, transform: Any, **kw: Any) -> Informer[Any]:
+            # Every cache lists in pages: one huge LIST response is itself a memory peak.
+            return Informer(
+                client, name=name, path=path, transform=transform, page_size=LIST_PAGE_SIZE, **kw
+            )
+
+        self.namespaces = informer(
+            "namespaces",
+            NAMESPACES.path(),
+            namespace_transform if lean else _identity,
             label_selector=config.managed_selector,
-            page_size=LIST_PAGE_SIZE,
         )
-        self.sessions: Informer[SessionValue] = Informer(
-            client,
-            name="agenticsessions",
-            path=api_path(group=GROUP, version=VERSION, plural="agenticsessions"),
-            transform=transform_lean if lean else transform_full,
+        self.sessions: Informer[SessionValue] = informer(
+            "agenticsessions",
+            AGENTIC_SESSIONS.path(),
+            transform_lean if lean else transform_full,
             admit=admit,
             store=SessionStore() if lean else DictStore(),
-            page_size=LIST_PAGE_SIZE,
+            page_bytes=LIST_PAGE_BYTES if lean else None,
         )
-        self.settings: Informer[Any] = Informer(
-            client,
-            name="projectsettings",
-            path=api_path(group=GROUP, version=VERSION, plural="projectsettings"),
-            transform=settings_transform if lean else _identity,
+        self.settings = informer(
+            "projectsettings",
+            PROJECT_SETTINGS.path(),
+            settings_transform if lean else _identity,
             admit=admit,
-            page_size=LIST_PAGE_SIZE,
         )
-        self.pods: Informer[Any] = Informer(
-            client,
-            name="runner-pods",
-            path="/api/v1/pods",
-            transform=pod_transform if lean else _identity,
+        self.pods = informer(
+            "runner-pods",
+            PODS.path(),
+            pod_transform if lean else _identity,
             label_selector=f"app={RUNNER_APP_LABEL}" if lean else None,
             admit=admit,
-            page_size=LIST_PAGE_SIZE,
         )
         self.oom = OOMCounter()
         self.timeouts = ProjectTimeoutCache(loader=self._project_timeout)
@@ -132,28 +140,22 @@ class Operator:
             self.ctx, scoped=(self.sessions, self.settings, self.pods) if lean else ()
         )
         self.settings_reconciler = ProjectSettingsReconciler(self.ctx)
-        reg = metrics.registry
-        self.session_controller = Controller(
-            name="agenticsession",
-            reconcile=self.session_reconciler,
-            workers=config.max_concurrent_reconciles,
-            error_requeue=5.0,
-            registry=reg,
+
+        def controller(name: str, reconcile: Reconcile, workers: int) -> Controller:
+            # A failed reconcile is retried after 5 s, as upstream's controllers requeue.
+            return Controller(
+                name=name,
+                reconcile=reconcile,
+                workers=workers,
+                error_requeue=5.0,
+                registry=metrics.registry,
+            )
+
+        self.session_controller = controller(
+            "agenticsession", self.session_reconciler, config.max_concurrent_reconciles
         )
-        self.settings_controller = Controller(
-            name="projectsettings",
-            reconcile=self.settings_reconciler,
-            workers=2,
-            error_requeue=5.0,
-            registry=reg,
-        )
-        self.namespace_controller = Controller(
-            name="namespace",
-            reconcile=self.namespace_reconciler,
-            workers=2,
-            error_requeue=5.0,
-            registry=reg,
-        )
+        self.settings_controller = controller("projectsettings", self.settings_reconciler, 2)
+        self.namespace_controller = controller("namespace", self.namespace_reconciler, 2)
         self.namespaces.add_handler(self._on_namespace)
         self.sessions.add_handler(self._on_session)
         self.settings.add_handler(self._on_settings)
@@ -288,8 +290,16 @@ class Operator:
         session_key = f"{ns}/{pod.session}"
         cached = self.sessions.get(session_key)
         if cached is None:
+            # The caches sync side by side: a runner pod can arrive before its session's
+            # page of the initial LIST. Controllers start only once all have synced, so the
+            # reconcile will find the session (or nothing, and do nothing).
+            if not self.sessions.has_synced():
+                self.session_controller.enqueue(session_key)
             return
         v = view(cached)
-        if v.terminal and v.desired_phase != "Running":
+        if v.terminal and v.desired_phase != "Running" and (new is None or pod.deleting):
             return
+        # A live runner pod behind a terminal session (made just before another writer
+        # finished the session, or left by an earlier operator) brings the session back:
+        # its reconcile removes the pod and Service.
         self.session_controller.enqueue(session_key)

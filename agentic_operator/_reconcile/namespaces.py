@@ -14,21 +14,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from agentic_operator import _objects as objs
-from agentic_operator._controller import Result
+from agentic_operator._controller import Outcome
 from agentic_operator._informer import Informer
-from agentic_operator._kube import ApiError, KubeError
-from agentic_operator._reconcile.context import (
-    Context,
-    create_ignoring_exists,
-    reconcile_measured,
-    settings_path,
-)
+from agentic_operator._reconcile.context import Context, outcome_of
+from agentic_operator.contract import PROJECT_SETTINGS
+from agentic_operator.kube import ForbiddenError, KubeError
 
 __all__ = ["NamespaceReconciler"]
 
 log = logging.getLogger(__name__)
 
-_ERROR_REQUEUE = 5.0
 _SYNC_WAIT = 60.0
 
 
@@ -52,16 +47,10 @@ class NamespaceReconciler:
         for informer in self._scoped:
             informer.evict(namespace)
         self._ctx.timeouts.invalidate(namespace)
+        self._ctx.metrics.forget_namespace(namespace)
 
-    def __call__(self, namespace: str) -> Result:
-        return reconcile_measured(
-            self._ctx,
-            kind="Namespace",
-            key=namespace,
-            reconcile=lambda: self._reconcile(namespace),
-            logger=log,
-            error_requeue=_ERROR_REQUEUE,
-        )
+    def __call__(self, namespace: str) -> Outcome:
+        return outcome_of(lambda: self._reconcile(namespace))
 
     def _reconcile(self, namespace: str) -> None:
         if not self._ctx.managed(namespace):
@@ -82,11 +71,11 @@ class NamespaceReconciler:
         if self._ctx.settings.get(key) is not None:
             return
         try:
-            created = create_ignoring_exists(
-                self._ctx.client, settings_path(namespace), objs.default_project_settings(namespace)
+            created = self._ctx.client.create_or_exists(
+                PROJECT_SETTINGS.path(namespace), objs.default_project_settings(namespace)
             )
-        except ApiError as e:
-            if e.forbidden and "being terminated" in e.message:
+        except ForbiddenError as e:
+            if "being terminated" in e.message:
                 return  # the namespace is going away; its DELETED event follows
             raise
         if created:

@@ -33,27 +33,36 @@ def _pod(namespace: str, name: str) -> dict[str, Any]:
     return json.loads(kubectl("get", "pod", name, "-n", namespace, "-o", "json"))
 
 
-@pytest.mark.cluster
-@pytest.mark.node
-def test_container_over_its_memory_limit_is_oomkilled_and_restarts(namespace: str) -> None:
+def _runner_pod(namespace: str, name: str, **container: Any) -> None:
+    """A pod of one runner-image container named `name`, with `container`'s extra fields."""
     manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": "hog", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "containers": [
                 {
-                    "name": "hog",
+                    "name": name,
                     "image": "localhost/ambient-runner:dev",
                     "imagePullPolicy": "Never",
-                    # busybox `tail /dev/zero` buffers forever looking for a newline.
-                    "env": [{"name": "RUNNER_ALLOCATE", "value": "1"}],
-                    "resources": {"limits": {"memory": "32Mi"}},
+                    **container,
                 }
             ]
         },
     }
     kubectl("apply", "-f", "-", input=json.dumps(manifest))
+
+
+@pytest.mark.cluster
+@pytest.mark.node
+def test_container_over_its_memory_limit_is_oomkilled_and_restarts(namespace: str) -> None:
+    _runner_pod(
+        namespace,
+        "hog",
+        # busybox `tail /dev/zero` buffers forever looking for a newline.
+        env=[{"name": "RUNNER_ALLOCATE", "value": "1"}],
+        resources={"limits": {"memory": "32Mi"}},
+    )
 
     def oomkilled_twice() -> dict[str, Any] | None:
         statuses = _pod(namespace, "hog").get("status", {}).get("containerStatuses") or []
@@ -77,21 +86,7 @@ def test_container_over_its_memory_limit_is_oomkilled_and_restarts(namespace: st
 @pytest.mark.cluster
 @pytest.mark.node
 def test_kubelet_stats_report_container_memory_through_the_apiserver(namespace: str) -> None:
-    manifest = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "idle", "namespace": namespace},
-        "spec": {
-            "containers": [
-                {
-                    "name": "idle",
-                    "image": "localhost/ambient-runner:dev",
-                    "imagePullPolicy": "Never",
-                }
-            ]
-        },
-    }
-    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    _runner_pod(namespace, "idle")
     wait_until(
         lambda: _pod(namespace, "idle").get("status", {}).get("phase") == "Running",
         timeout=60,

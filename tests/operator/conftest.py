@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -25,26 +23,70 @@ from typing import Any
 import pytest
 
 from agentic_operator._config import OperatorConfig
-from agentic_operator._kube import ApiError, KubeClient, load_config
-from agentic_operator._metrics import Registry
+from agentic_operator._metrics import new_registry
+from agentic_operator._objects import RUNNER_CONTAINER, owner_reference
 from agentic_operator._operator_metrics import OperatorMetrics
 from agentic_operator._reconcile.manager import Operator
-from tests.conftest import REPO, _make_namespace, kubectl
+from agentic_operator.contract import (
+    AGENTIC_SESSIONS,
+    API_VERSION,
+    RUNNER_APP_LABEL,
+    RUNNER_SECRETS_NAME,
+    SESSION_LABEL,
+)
+from agentic_operator.kube import ApiError, KubeClient, ServerError, load_config
+from agentic_operator.resources import PODS, SECRETS
+from tests.conftest import REPO, kubectl, make_namespace, wait_until
+from tests.processes import free_port, operator_command
 
 RUNNER_IMAGE = "localhost/ambient-runner:dev"
+
+
+def create_parked_runner_pod(kube: KubeClient, ns: str, session: dict[str, Any], name: str) -> None:
+    """A runner pod owned by `session` that is never scheduled (a pod object without a
+    container on the node), as the operator would have made it.
+
+    A namespace a moment old may not have its default ServiceAccount yet, which pod
+    admission needs (the apiserver answers 500 "retry after ..."): retried until it has.
+    """
+    pod = {
+        "metadata": {
+            "name": name,
+            "labels": {"app": RUNNER_APP_LABEL, SESSION_LABEL: session["metadata"]["name"]},
+            "ownerReferences": [owner_reference(session, kind=AGENTIC_SESSIONS.kind)],
+        },
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"agentic-test/never": "true"},
+            "containers": [{"name": RUNNER_CONTAINER, "image": RUNNER_IMAGE}],
+        },
+    }
+
+    create_admitted_pod(kube, ns, pod)
+
+
+def create_admitted_pod(kube: KubeClient, ns: str, pod: dict[str, Any]) -> None:
+    """Create `pod` in `ns`, retried while the namespace is too new to have its default
+    ServiceAccount (pod admission answers 500 "No API token found ..., retry after ...")."""
+
+    def create() -> bool:
+        try:
+            kube.create(PODS.path(ns), pod)
+        except ServerError as e:
+            if "service account" not in str(e):
+                raise
+            return False
+        return True
+
+    wait_until(create, timeout=30, what=f"pod {pod['metadata']['name']} admitted")
+
+
 # The operators these tests start manage only namespaces carrying this run's scope label,
 # so another operator running in a shared cluster never reconciles (or races) their objects.
 SCOPE_KEY = "agentic-test/scope"
 SCOPE = uuid.uuid4().hex[:8]
 SCOPE_SELECTOR = f"{SCOPE_KEY}={SCOPE}"
 SCOPE_LABELS = {SCOPE_KEY: SCOPE}
-GROUP_PATH = "/apis/vteam.ambient-code/v1alpha1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -53,68 +95,61 @@ def project_roles(kubeconfig: Path) -> None:
     kubectl("apply", "-f", str(REPO / "deploy" / "base" / "project-roles.yaml"))
 
 
+def create_runner_secrets(kube: KubeClient, ns: str) -> None:
+    """The prerequisite Secret a session waits for before the operator makes its runner."""
+    kube.create(
+        SECRETS.path(ns),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": RUNNER_SECRETS_NAME, "namespace": ns},
+            "stringData": {"ANTHROPIC_API_KEY": "test-key-not-used"},
+        },
+    )
+
+
 @pytest.fixture
-def project(request: pytest.FixtureRequest, api_client: Any, crds: None) -> Iterator[str]:
-    """A fresh namespace managed by the operators these tests start (see SCOPE_SELECTOR)."""
-    yield from _make_namespace(request, api_client, SCOPE_LABELS)
+def project(request: pytest.FixtureRequest, kube: KubeClient, crds: None) -> Iterator[str]:
+    """A fresh namespace managed by the operators these tests start (see SCOPE_SELECTOR),
+    holding the prerequisite runner Secret, as a project that can run sessions does."""
+    for ns in make_namespace(request, kube, SCOPE_LABELS):
+        create_runner_secrets(kube, ns)
+        yield ns
+
+
+@pytest.fixture
+def bare_project(request: pytest.FixtureRequest, kube: KubeClient, crds: None) -> Iterator[str]:
+    """A managed namespace without the prerequisite runner Secret."""
+    yield from make_namespace(request, kube, SCOPE_LABELS)
 
 
 @pytest.fixture(scope="session")
-def kube(kubeconfig: Path, crds: None, project_roles: None) -> Iterator[KubeClient]:
-    client = KubeClient(load_config(kubeconfig=str(kubeconfig)))
-    yield client
-    client.close()
-
-
-def sessions_path(ns: str, name: str | None = None, sub: str | None = None) -> str:
-    p = f"{GROUP_PATH}/namespaces/{ns}/agenticsessions"
-    if name:
-        p += f"/{name}"
-    if sub:
-        p += f"/{sub}"
-    return p
-
-
-def settings_path(ns: str, name: str | None = None) -> str:
-    p = f"{GROUP_PATH}/namespaces/{ns}/projectsettings"
-    return f"{p}/{name}" if name else p
+def kube(kube: KubeClient, crds: None, project_roles: None) -> KubeClient:
+    """The root `kube`, once the CRDs and project ClusterRoles are in place."""
+    return kube
 
 
 def new_session(
     kube: KubeClient, ns: str, name: str, *, env: dict[str, str] | None = None, **spec: Any
 ) -> dict[str, Any]:
     body = {
-        "apiVersion": "vteam.ambient-code/v1alpha1",
-        "kind": "AgenticSession",
+        "apiVersion": API_VERSION,
+        "kind": AGENTIC_SESSIONS.kind,
         "metadata": {"name": name, "namespace": ns},
         "spec": {"initialPrompt": "test", **spec},
     }
     if env:
         body["spec"]["environmentVariables"] = env
-    return kube.create(sessions_path(ns), body)
+    return kube.create(AGENTIC_SESSIONS.path(ns), body)
 
 
 def get_session(kube: KubeClient, ns: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kube.get(sessions_path(ns, name))
-    except ApiError as e:
-        if e.not_found:
-            return None
-        raise
+    return kube.get_or_none(AGENTIC_SESSIONS.path(ns, name))
 
 
 def phase(kube: KubeClient, ns: str, name: str) -> str:
     obj = get_session(kube, ns, name) or {}
     return str((obj.get("status") or {}).get("phase") or "")
-
-
-def get_or_none(kube: KubeClient, path: str) -> dict[str, Any] | None:
-    try:
-        return kube.get(path)
-    except ApiError as e:
-        if e.not_found:
-            return None
-        raise
 
 
 @dataclass
@@ -178,18 +213,7 @@ def start_operator_process(
     }
     with open(log_path, "wb") as out:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "agentic_operator",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--metrics-bind-address",
-                f"127.0.0.1:{mport}",
-                "--health-probe-bind-address",
-                f"127.0.0.1:{hport}",
-                *(args or []),
-            ],
+            [*operator_command(kubeconfig, metrics_port=mport, health_port=hport), *(args or [])],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -245,7 +269,7 @@ def start_in_process(
         **overrides,
     )
     client = KubeClient(load_config(kubeconfig=str(kubeconfig)))
-    op = Operator(config, client, OperatorMetrics(Registry()))
+    op = Operator(config, client, OperatorMetrics(new_registry()))
     stop = threading.Event()
     holder: InProcessOperator
 
@@ -287,7 +311,9 @@ def _release_runner_pods(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     funcargs = getattr(request.node, "funcargs", {})
     namespaces = [
-        funcargs[n] for n in ("namespace", "managed_namespace", "project") if n in funcargs
+        funcargs[n]
+        for n in ("namespace", "managed_namespace", "project", "bare_project")
+        if n in funcargs
     ]
     kube_client = funcargs.get("kube")
     if not namespaces or kube_client is None:
@@ -298,3 +324,14 @@ def _release_runner_pods(request: pytest.FixtureRequest) -> Iterator[None]:
                 f"/api/v1/namespaces/{ns}/pods",
                 params={"labelSelector": "app=ambient-code-runner", "gracePeriodSeconds": "0"},
             )
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in a /metrics scrape (label order does not matter)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == name and s.labels == labels:
+                return float(s.value)
+    return None

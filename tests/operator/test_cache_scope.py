@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from agentic_operator._kube import KubeClient
 from agentic_operator._session_store import SessionStore
+from agentic_operator.kube import KubeClient
 from tests.conftest import wait_until
 from tests.operator.conftest import (
     SCOPE_KEY,
     SCOPE_LABELS,
     InProcessOperator,
+    create_admitted_pod,
     new_session,
     start_in_process,
 )
@@ -55,15 +56,11 @@ def test_unrelated_pods_and_unmanaged_namespaces_stay_out(
     new_session(kube, managed, "in")
     new_session(kube, unmanaged, "out")
     runner = {"app": "ambient-code-runner", "agentic-session": "in"}
-    kube.create(f"/api/v1/namespaces/{managed}/pods", _pod(managed, "in-runner", runner))
-    kube.create(f"/api/v1/namespaces/{managed}/pods", _pod(managed, "unrelated", {"app": "other"}))
-    kube.create(
-        f"/api/v1/namespaces/{managed}/pods",
-        _pod(managed, "wrong-label", {"app": "ambient-runner"}),
-    )
-    kube.create(
-        f"/api/v1/namespaces/{unmanaged}/pods",
-        _pod(unmanaged, "out-runner", {**runner, "agentic-session": "out"}),
+    create_admitted_pod(kube, managed, _pod(managed, "in-runner", runner))
+    create_admitted_pod(kube, managed, _pod(managed, "unrelated", {"app": "other"}))
+    create_admitted_pod(kube, managed, _pod(managed, "wrong-label", {"app": "ambient-runner"}))
+    create_admitted_pod(
+        kube, unmanaged, _pod(unmanaged, "out-runner", {**runner, "agentic-session": "out"})
     )
 
     op = scoped().op

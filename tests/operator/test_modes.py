@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from agentic_operator._kube import KubeClient
+from agentic_operator.kube import KubeClient
 from tests.conftest import wait_until
+from tests.operator._helpers import caches_only
 from tests.operator.conftest import (
-    get_or_none,
     new_session,
     phase,
-    start_in_process,
+    sample,
     start_operator_process,
 )
 
@@ -24,7 +24,7 @@ LEASE = "agentic-operator.vteam.ambient-code"
 
 def _holder(kube: KubeClient, ns: str) -> str:
     lease: dict[str, Any] = (
-        get_or_none(kube, f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{LEASE}") or {}
+        kube.get_or_none(f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{LEASE}") or {}
     )
     return str((lease.get("spec") or {}).get("holderIdentity") or "")
 
@@ -51,7 +51,9 @@ def test_leader_election_hands_over_on_sigterm(
             what="led-1 done",
         )
         assert _holder(kube, namespace).endswith(f"_{first.pid}")
-        assert "ambient_sessions_total 0" in second.metrics()  # the follower reconciled nothing
+        # The follower reconciled nothing: no session series at all.
+        assert "\nambient_sessions_total{" not in second.metrics()
+        assert sample(first.metrics(), "ambient_sessions_total", namespace=project) == 1
 
         assert first.terminate() < 5.0
         wait_until(
@@ -76,18 +78,14 @@ def test_full_cache_mode_stores_whole_objects(
 ) -> None:
     new_session(kube, project, "raw")
     new_session(kube, namespace, "raw-unmanaged")
-    holder = start_in_process(kubeconfig, controllers=False, cache_mode="full")
-    try:
+    with caches_only(kubeconfig, cache_mode="full") as holder:
         cached = holder.op.sessions.get(f"{project}/raw")
         assert isinstance(cached, dict) and cached["spec"]["initialPrompt"] == "test"
         # Like the unfixed upstream operator: unmanaged namespaces are cached too ...
         assert holder.op.sessions.get(f"{namespace}/raw-unmanaged") is not None
         # ... but still never reconciled.
         holder.op.session_reconciler(f"{namespace}/raw-unmanaged")
-        obj = get_or_none(
-            kube,
+        obj = kube.get_or_none(
             f"/apis/vteam.ambient-code/v1alpha1/namespaces/{namespace}/agenticsessions/raw-unmanaged",
         )
         assert obj is not None and not obj.get("status")
-    finally:
-        holder.close()

@@ -6,14 +6,10 @@ from typing import Any
 
 import pytest
 
-from agentic_operator._kube import KubeClient
+from agentic_operator.contract import PROJECT_SETTINGS
+from agentic_operator.kube import KubeClient
 from tests.conftest import wait_until
-from tests.operator.conftest import (
-    SCOPE_LABELS,
-    OperatorProcess,
-    get_or_none,
-    settings_path,
-)
+from tests.operator.conftest import SCOPE_LABELS, OperatorProcess
 
 pytestmark = pytest.mark.cluster
 
@@ -31,14 +27,16 @@ def test_managed_namespace_cascade(
 ) -> None:
     ns = project
     ps = wait_until(
-        lambda: get_or_none(kube, settings_path(ns, "projectsettings")),
+        lambda: kube.get_or_none(PROJECT_SETTINGS.path(ns, "projectsettings")),
         timeout=30,
         what="default ProjectSettings",
     )
     assert ps["spec"]["groupAccess"] == []
     assert ps["metadata"]["labels"]["ambient-code.io/managed"] == "true"
     status = wait_until(
-        lambda: (get_or_none(kube, settings_path(ns, "projectsettings")) or {}).get("status"),
+        lambda: (kube.get_or_none(PROJECT_SETTINGS.path(ns, "projectsettings")) or {}).get(
+            "status"
+        ),
         timeout=30,
         what="ProjectSettings status",
     )
@@ -70,7 +68,7 @@ def test_managed_namespace_cascade(
 
     # groupAccess -> RoleBinding <group>-<role> to ClusterRole ambient-project-<role>
     kube.patch(
-        settings_path(ns, "projectsettings"),
+        PROJECT_SETTINGS.path(ns, "projectsettings"),
         {
             "spec": {
                 "groupAccess": [
@@ -82,7 +80,7 @@ def test_managed_namespace_cascade(
     )
     wait_until(
         lambda: (
-            (get_or_none(kube, settings_path(ns, "projectsettings")) or {})
+            (kube.get_or_none(PROJECT_SETTINGS.path(ns, "projectsettings")) or {})
             .get("status", {})
             .get("groupBindingsCreated")
             == 2
@@ -107,15 +105,15 @@ def test_managed_namespace_cascade(
 
     # Removing an entry removes its binding.
     kube.patch(
-        settings_path(ns, "projectsettings"),
+        PROJECT_SETTINGS.path(ns, "projectsettings"),
         {"spec": {"groupAccess": [{"groupName": "devs", "role": "edit"}]}},
     )
     wait_until(
-        lambda: get_or_none(kube, f"{RBAC}/{ns}/rolebindings/leads-admin") is None,
+        lambda: kube.get_or_none(f"{RBAC}/{ns}/rolebindings/leads-admin") is None,
         timeout=30,
         what="leads-admin pruned",
     )
-    assert get_or_none(kube, f"{RBAC}/{ns}/rolebindings/devs-edit") is not None
+    assert kube.get_or_none(f"{RBAC}/{ns}/rolebindings/devs-edit") is not None
 
 
 def test_unmanaged_namespace_gets_nothing(
@@ -124,9 +122,9 @@ def test_unmanaged_namespace_gets_nothing(
     import time
 
     time.sleep(3)
-    assert get_or_none(kube, settings_path(namespace, "projectsettings")) is None
+    assert kube.get_or_none(PROJECT_SETTINGS.path(namespace, "projectsettings")) is None
     assert (
-        get_or_none(kube, f"/api/v1/namespaces/{namespace}/limitranges/ambient-default-limits")
+        kube.get_or_none(f"/api/v1/namespaces/{namespace}/limitranges/ambient-default-limits")
         is None
     )
 
@@ -139,7 +137,7 @@ def test_namespace_labelled_later_becomes_managed(
         {"metadata": {"labels": SCOPE_LABELS}},
     )
     wait_until(
-        lambda: get_or_none(kube, settings_path(namespace, "projectsettings")),
+        lambda: kube.get_or_none(PROJECT_SETTINGS.path(namespace, "projectsettings")),
         timeout=30,
         what="default ProjectSettings after labelling",
     )

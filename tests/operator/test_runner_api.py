@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from agentic_operator._kube import KubeClient
 from agentic_operator._objects import RUNNER_PORT, service_name
 from agentic_operator._runner_api import RUNNER_BODY_CAP, RunnerApi, RunnerApiError
+from agentic_operator.kube import KubeClient
 from tests.conftest import wait_until
-from tests.operator.conftest import get_or_none
+from tests.operator.conftest import create_admitted_pod
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -66,11 +66,11 @@ def _runner(kube: KubeClient, ns: str) -> None:
             "ports": [{"name": "agui", "port": RUNNER_PORT, "targetPort": "agui"}],
         },
     }
-    kube.create(f"/api/v1/namespaces/{ns}/pods", pod)
+    create_admitted_pod(kube, ns, pod)
     kube.create(f"/api/v1/namespaces/{ns}/services", svc)
 
     def ready() -> bool:
-        ep = get_or_none(kube, f"/api/v1/namespaces/{ns}/endpoints/{service_name(SESSION)}")
+        ep = kube.get_or_none(f"/api/v1/namespaces/{ns}/endpoints/{service_name(SESSION)}")
         return any(s.get("addresses") for s in (ep or {}).get("subsets") or [])
 
     wait_until(ready, timeout=90, what="the runner's endpoint")

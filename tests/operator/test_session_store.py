@@ -16,6 +16,7 @@ from agentic_operator._session_store import (
     transform_lean,
     view,
 )
+from agentic_operator.contract import AGENTIC_SESSIONS, API_VERSION
 
 pytestmark = pytest.mark.unit
 
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.unit
 def session(ns: str, name: str, phase: str, **extra: Any) -> dict[str, Any]:
     ann = extra.pop("annotations", {})
     return {
-        "apiVersion": "vteam.ambient-code/v1alpha1",
-        "kind": "AgenticSession",
+        "apiVersion": API_VERSION,
+        "kind": AGENTIC_SESSIONS.kind,
         "metadata": {
             "name": name,
             "namespace": ns,

@@ -6,51 +6,26 @@ need no CRDs and create namespaces with the operator's own client.
 
 from __future__ import annotations
 
-import os
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from agentic_operator._kube.client import KubeClient, api_path
-from agentic_operator._kube.config import load_config
-from agentic_operator._kube.errors import ApiError
-from tests.conftest import TEST_LABEL, _ns_name
-
-
-@pytest.fixture(scope="session")
-def kube(kubeconfig: Path) -> Iterator[KubeClient]:
-    client = KubeClient(load_config(kubeconfig=str(kubeconfig)), max_connections=8)
-    yield client
-    client.close()
-
-
-def _make_ns(request: pytest.FixtureRequest, kube: KubeClient) -> Iterator[str]:
-    name = _ns_name(request)
-    kube.create(
-        api_path(version="v1", plural="namespaces"),
-        {"metadata": {"name": name, "labels": {TEST_LABEL: "true"}}},
-    )
-    try:
-        yield name
-    finally:
-        if os.environ.get("TRIAGE_KEEP_TEST_NAMESPACES") != "1":
-            try:
-                kube.delete(api_path(version="v1", plural="namespaces", name=name))
-            except ApiError as e:
-                if not e.not_found:
-                    raise
+from agentic_operator.kube import KubeClient
+from agentic_operator.resources import CONFIG_MAPS
+from tests.conftest import make_namespace
 
 
 @pytest.fixture
 def rt_ns(request: pytest.FixtureRequest, kube: KubeClient) -> Iterator[str]:
-    yield from _make_ns(request, kube)
+    yield from make_namespace(request, kube)
 
 
 @pytest.fixture
 def rt_ns2(request: pytest.FixtureRequest, kube: KubeClient) -> Iterator[str]:
-    yield from _make_ns(request, kube)
+    yield from make_namespace(request, kube)
 
 
 @pytest.fixture
@@ -67,4 +42,13 @@ def configmap(name: str, *, label: str, value: str = "v", **labels: str) -> dict
 
 
 def cm_path(namespace: str, name: str | None = None) -> str:
-    return api_path(version="v1", plural="configmaps", namespace=namespace, name=name)
+    return CONFIG_MAPS.path(namespace, name)
+
+
+def http_get(url: str) -> tuple[int, str, bytes]:
+    """Status, Content-Type and body of a GET, error statuses included."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type", ""), e.read()

@@ -15,11 +15,11 @@ import time
 import pytest
 
 from agentic_operator._informer import Informer
-from agentic_operator._kube.client import KubeClient
+from agentic_operator.kube import KubeClient
 from tests.conftest import REPO, wait_until
 from tests.operator_runtime.conftest import cm_path, configmap
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.disruptive]
 
 
 def _view(obj: dict[str, object]) -> str:

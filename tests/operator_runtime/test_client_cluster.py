@@ -11,9 +11,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentic_operator._kube.client import BODY_CAP, BodyTooLargeError, KubeClient, api_path
-from agentic_operator._kube.config import ClusterConfig
-from agentic_operator._kube.errors import ApiError, TransportError
+from agentic_operator.kube import (
+    BODY_CAP,
+    AlreadyExistsError,
+    ApiError,
+    BodyTooLargeError,
+    ClusterConfig,
+    ConflictError,
+    ForbiddenError,
+    GoneError,
+    InvalidError,
+    KubeClient,
+    NotFoundError,
+    ServerError,
+    TransportError,
+    UnauthorizedError,
+    api_path,
+)
 from tests.conftest import wait_until
 from tests.operator_runtime.conftest import cm_path, configmap
 
@@ -36,9 +50,9 @@ def test_crud_and_typed_errors(kube: KubeClient, rt_ns: str) -> None:
     assert created["metadata"]["name"] == "a"
     assert created["metadata"]["resourceVersion"]
 
-    with pytest.raises(ApiError) as ei:
+    with pytest.raises(AlreadyExistsError) as ei:
         kube.create(cm_path(rt_ns), configmap("a", label="x"))
-    assert ei.value.already_exists and not ei.value.conflict
+    assert not isinstance(ei.value, ConflictError)
     assert ei.value.status == 409
     assert ei.value.body is not None and ei.value.body["kind"] == "Status"
 
@@ -49,9 +63,9 @@ def test_crud_and_typed_errors(kube: KubeClient, rt_ns: str) -> None:
     got["data"]["value"] = "w"
     replaced = kube.replace(cm_path(rt_ns, "a"), got)
     assert replaced["data"]["value"] == "w"
-    with pytest.raises(ApiError) as ei:
+    with pytest.raises(ConflictError) as ei:
         kube.replace(cm_path(rt_ns, "a"), got)
-    assert ei.value.conflict and not ei.value.already_exists
+    assert not isinstance(ei.value, AlreadyExistsError) and ei.value.status == 409
 
     merged = kube.patch(cm_path(rt_ns, "a"), {"data": {"m": "1"}})
     assert merged["data"] == {"value": "w", "m": "1"}
@@ -69,15 +83,15 @@ def test_crud_and_typed_errors(kube: KubeClient, rt_ns: str) -> None:
 
     deleted = kube.delete(cm_path(rt_ns, "a"))
     assert deleted is not None
-    with pytest.raises(ApiError) as ei:
+    with pytest.raises(NotFoundError) as ei:
         kube.get(cm_path(rt_ns, "a"))
-    assert ei.value.not_found
+    assert ei.value.status == 404
     assert "not found" in ei.value.message
-    with pytest.raises(ApiError) as ei:
+    with pytest.raises(NotFoundError) as ei:
         kube.delete(cm_path(rt_ns, "a"))
-    assert ei.value.not_found
+    assert ei.value.status == 404
 
-    with pytest.raises(ApiError) as ei:
+    with pytest.raises(InvalidError) as ei:
         kube.create(cm_path(rt_ns), {"metadata": {"name": "Bad_Name"}})
     assert ei.value.status == 422
 
@@ -98,26 +112,22 @@ def test_forbidden_and_unauthorized(kube: KubeClient, rt_ns: str) -> None:
                 return base64.b64decode(tok).decode()
         return None
 
-    tok = wait_until(token, timeout=30, what="service-account token")
-    base = kube.config
-    nobody = KubeClient(
-        ClusterConfig(server=base.server, ca_file=base.ca_file, ca_data=base.ca_data, token=tok)
-    )
-    try:
-        with pytest.raises(ApiError) as ei:
-            nobody.get(cm_path("kube-system"))
-        assert ei.value.forbidden
-    finally:
-        nobody.close()
-    anon = KubeClient(
-        ClusterConfig(server=base.server, ca_file=base.ca_file, ca_data=base.ca_data, token="bogus")
-    )
-    try:
-        with pytest.raises(ApiError) as ei:
-            anon.get(cm_path("kube-system"))
-        assert ei.value.status == 401
-    finally:
-        anon.close()
+    def refused(bearer: str, error: type[ApiError], status: int) -> None:
+        base = kube.config
+        client = KubeClient(
+            ClusterConfig(
+                server=base.server, ca_file=base.ca_file, ca_data=base.ca_data, token=bearer
+            )
+        )
+        try:
+            with pytest.raises(error) as ei:
+                client.get(cm_path("kube-system"))
+            assert ei.value.status == status
+        finally:
+            client.close()
+
+    refused(wait_until(token, timeout=30, what="service-account token"), ForbiddenError, 403)
+    refused("bogus", UnauthorizedError, 401)
 
 
 @pytest.mark.unit
@@ -160,11 +170,10 @@ def test_watch_too_old_rv_reports_410(kube: KubeClient, rt_ns: str) -> None:
             cm_path(rt_ns), params={"resourceVersion": "1", "timeoutSeconds": "10"}
         ) as s:
             events = list(s)
-    except ApiError as e:  # some apiservers answer with HTTP 410 instead of an ERROR event
-        assert e.gone
+    except GoneError:  # some apiservers answer with HTTP 410 instead of an ERROR event
         return
     assert events[0][0] == "ERROR"
-    assert ApiError.from_status(events[0][1]["code"], events[0][1]).gone
+    assert isinstance(ApiError.from_status(events[0][1]["code"], events[0][1]), GoneError)
 
 
 @pytest.mark.cluster
@@ -226,7 +235,7 @@ def test_capped_bodies(big_server: str) -> None:
             c.request_raw("GET", f"/ok/{BODY_CAP + 1}")
         with pytest.raises(BodyTooLargeError):
             c.request_raw("GET", "/ok/chunked/5000000")
-        with pytest.raises(ApiError) as ei:
+        with pytest.raises(ServerError) as ei:
             c.request_raw("GET", "/err/5000000")
         assert ei.value.status == 500
         assert ei.value.body is None

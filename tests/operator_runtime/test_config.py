@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentic_operator._kube import config as kcfg
-from agentic_operator._kube.client import _Auth
-from agentic_operator._kube.config import ClusterConfig, load_config, load_incluster_config
-from agentic_operator._kube.errors import ConfigError
+from agentic_operator.kube import ClusterConfig, ConfigError, load_config
+from agentic_operator.kube import config as kcfg
+from agentic_operator.kube.auth import Auth as _Auth
+from agentic_operator.kube.config import load_incluster_config
 
 pytestmark = pytest.mark.unit
 
@@ -159,7 +159,7 @@ def test_incluster_import_does_not_load_yaml(tmp_path: Path) -> None:
     d = _sa_dir(tmp_path)
     code = (
         "import sys\n"
-        "from agentic_operator._kube import config, client\n"
+        "from agentic_operator.kube import config, client\n"
         f"config.SERVICE_ACCOUNT_DIR = {str(d)!r}\n"
         "cfg = config.load_config()\n"
         "assert cfg.context_name == 'in-cluster', cfg\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from agentic_operator._informer import Informer
-from agentic_operator._kube.client import KubeClient, api_path
+from agentic_operator.kube import KubeClient, api_path
 from tests.conftest import wait_until
 from tests.operator_runtime.conftest import cm_path, configmap
 from tests.operator_runtime.tcpproxy import TcpProxy
@@ -122,6 +123,21 @@ def test_paginated_list_stores_transformed(
     assert inf.stats.last_resource_version
 
 
+def test_pages_after_the_first_are_sized_by_bytes(
+    kube: KubeClient, rt_ns: str, run_label: str, running: list[Running]
+) -> None:
+    """page_bytes: the first page has page_size objects; later ones as many as fit."""
+    names = _create_many(kube, rt_ns, 60, run_label)
+    probe = kube.list(cm_path(rt_ns), params={"labelSelector": f"rt-test={run_label}"})
+    per_object = len(json.dumps(probe["items"][0]))
+    # Room for about 20 objects a page: 5, then ~20, ~20, ~15 (never 12 pages of 5).
+    inf = _cm_informer(kube, cm_path(rt_ns), run_label, page_size=5, page_bytes=per_object * 20)
+    _start(running, inf)
+    assert inf.wait_synced(30)
+    assert len(inf) == len(names)
+    assert 3 <= inf.stats.list_pages <= 6, inf.stats.list_pages
+
+
 def test_watch_events_only_on_transformed_change(
     kube: KubeClient, rt_ns: str, run_label: str, running: list[Running]
 ) -> None:
@@ -220,28 +236,40 @@ def _snapshot_events(rec: Recorder) -> set[tuple[str, str]]:
     return {(t, k.split("/")[1]) for t, k, _, _ in rec.take()}
 
 
-def test_restart_resumes_from_resource_version(
-    kube: KubeClient, rt_ns: str, run_label: str, running: list[Running]
-) -> None:
-    _create_many(kube, rt_ns, 3, run_label)
+def _synced_then_halted(
+    kube: KubeClient, ns: str, run_label: str, running: list[Running], n: int, **options: Any
+) -> tuple[Informer[View], Recorder]:
+    """An informer that listed `n` ConfigMaps (cm-000...) and stopped; no events recorded yet."""
+    _create_many(kube, ns, n, run_label)
     rec = Recorder()
-    inf = _cm_informer(kube, cm_path(rt_ns), run_label)
+    inf = _cm_informer(kube, cm_path(ns), run_label, **options)
     inf.add_handler(rec)
     r = _start(running, inf)
     assert inf.wait_synced(30)
     assert r.halt() < 1.0
     rec.take()
-    kube.delete(cm_path(rt_ns, "cm-000"))
-    kube.patch(cm_path(rt_ns, "cm-001"), {"data": {"value": "changed"}})
-    kube.create(cm_path(rt_ns), configmap("cm-new", label=run_label))
+    return inf, rec
+
+
+#: The events an informer owes for `_change_while_halted` once it runs again.
+CHANGED_WHILE_HALTED = {("DELETED", "cm-000"), ("MODIFIED", "cm-001"), ("ADDED", "cm-new")}
+
+
+def _change_while_halted(kube: KubeClient, ns: str, run_label: str) -> None:
+    kube.delete(cm_path(ns, "cm-000"))
+    kube.patch(cm_path(ns, "cm-001"), {"data": {"value": "changed"}})
+    kube.create(cm_path(ns), configmap("cm-new", label=run_label))
+
+
+def test_restart_resumes_from_resource_version(
+    kube: KubeClient, rt_ns: str, run_label: str, running: list[Running]
+) -> None:
+    inf, rec = _synced_then_halted(kube, rt_ns, run_label, running, 3)
+    _change_while_halted(kube, rt_ns, run_label)
     _start(running, inf)
     wait_until(lambda: len(rec.events) >= 3, timeout=15)
     time.sleep(0.3)
-    assert _snapshot_events(rec) == {
-        ("DELETED", "cm-000"),
-        ("MODIFIED", "cm-001"),
-        ("ADDED", "cm-new"),
-    }
+    assert _snapshot_events(rec) == CHANGED_WHILE_HALTED
     assert inf.stats.lists == 1  # resumed by watching, no re-list
     assert inf.stats.relists == 0
 
@@ -249,18 +277,9 @@ def test_restart_resumes_from_resource_version(
 def test_gone_forces_relist_that_diffs(
     kube: KubeClient, rt_ns: str, run_label: str, running: list[Running]
 ) -> None:
-    _create_many(kube, rt_ns, 4, run_label)
-    rec = Recorder()
-    inf = _cm_informer(kube, cm_path(rt_ns), run_label, page_size=2)
-    inf.add_handler(rec)
-    r = _start(running, inf)
-    assert inf.wait_synced(30)
-    assert r.halt() < 1.0
-    rec.take()
-    kube.delete(cm_path(rt_ns, "cm-000"))
-    kube.patch(cm_path(rt_ns, "cm-001"), {"data": {"value": "changed"}})
+    inf, rec = _synced_then_halted(kube, rt_ns, run_label, running, 4, page_size=2)
+    _change_while_halted(kube, rt_ns, run_label)
     kube.patch(cm_path(rt_ns, "cm-002"), {"metadata": {"labels": {"noise": "1"}}})
-    kube.create(cm_path(rt_ns), configmap("cm-new", label=run_label))
     # Pretend we were away far longer than the watch cache remembers: the real apiserver
     # answers this resourceVersion with 410 Gone.
     inf._rv = "1"
@@ -268,11 +287,7 @@ def test_gone_forces_relist_that_diffs(
     wait_until(lambda: inf.stats.relists == 1 and inf.stats.lists == 2, timeout=15)
     time.sleep(0.3)
     # Only real differences are emitted: cm-002 (label only) and cm-003 are unchanged.
-    assert _snapshot_events(rec) == {
-        ("DELETED", "cm-000"),
-        ("MODIFIED", "cm-001"),
-        ("ADDED", "cm-new"),
-    }
+    assert _snapshot_events(rec) == CHANGED_WHILE_HALTED
     names = sorted(k.split("/")[1] for k in inf.keys())  # noqa: SIM118
     assert names == ["cm-001", "cm-002", "cm-003", "cm-new"]
     # And the watch afterwards works from the fresh resourceVersion.

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from agentic_operator._kube.client import KubeClient, api_path
 from agentic_operator._leader import LeaderElector
+from agentic_operator.kube import KubeClient, api_path
 
 FAST: dict[str, float] = {"lease_duration": 4, "renew_deadline": 3, "retry_period": 0.5}
 
@@ -41,12 +43,24 @@ class Candidate:
         assert not self.thread.is_alive()
 
 
-def _lease(kube: KubeClient, ns: str) -> dict[str, Any]:
-    return kube.get(
-        api_path(
-            group="coordination.k8s.io", version="v1", plural="leases", namespace=ns, name="rt-lock"
-        )
+@contextlib.contextmanager
+def _candidate(kube: KubeClient, ns: str, identity: str, **kw: Any) -> Iterator[Candidate]:
+    """A running Candidate, halted on the way out whatever the test asserted."""
+    c = Candidate(kube, ns, identity, **kw)
+    try:
+        yield c
+    finally:
+        c.halt()
+
+
+def _lease_path(ns: str) -> str:
+    return api_path(
+        group="coordination.k8s.io", version="v1", plural="leases", namespace=ns, name="rt-lock"
     )
+
+
+def _lease(kube: KubeClient, ns: str) -> dict[str, Any]:
+    return kube.get(_lease_path(ns))
 
 
 @pytest.mark.cluster
@@ -88,46 +102,32 @@ def test_takeover_after_expiry_when_leader_vanishes(kube: KubeClient, rt_ns: str
     a.halt()  # stops renewing without releasing, like a crashed pod
     assert _lease(kube, rt_ns)["spec"]["holderIdentity"] == "a"
     t0 = time.monotonic()
-    b = Candidate(kube, rt_ns, "b")
-    try:
+    with _candidate(kube, rt_ns, "b") as b:
         assert b.started.wait(15)
         # b must have waited out the lease it observed.
         assert time.monotonic() - t0 >= FAST["lease_duration"] - 0.5
-    finally:
-        b.halt()
 
 
 @pytest.mark.cluster
 def test_losing_the_lease_stops_leading(kube: KubeClient, rt_ns: str) -> None:
-    a = Candidate(kube, rt_ns, "a")
-    try:
+    with _candidate(kube, rt_ns, "a") as a:
         assert a.started.wait(10)
         # Someone else overwrites the lease (e.g. an operator with a newer record).
-        path = api_path(
-            group="coordination.k8s.io",
-            version="v1",
-            plural="leases",
-            namespace=rt_ns,
-            name="rt-lock",
-        )
-        lease = kube.get(path)
+        lease = _lease(kube, rt_ns)
         lease["spec"]["holderIdentity"] = "intruder"
         lease["spec"]["leaseDurationSeconds"] = 60
-        kube.replace(path, lease)
+        kube.replace(_lease_path(rt_ns), lease)
         assert a.stopped.wait(10)
         assert a.leading_stop is not None and a.leading_stop.is_set()
         assert not a.elector.is_leader()
         a.thread.join(5)
         assert not a.thread.is_alive()  # run() returns once leadership is lost
         assert _lease(kube, rt_ns)["spec"]["holderIdentity"] == "intruder"
-    finally:
-        a.halt()
 
 
 @pytest.mark.cluster
 def test_stop_before_acquiring_returns_quickly(kube: KubeClient, rt_ns: str) -> None:
-    a = Candidate(kube, rt_ns, "a")
-    try:
+    with _candidate(kube, rt_ns, "a") as a:
         assert a.started.wait(10)
         b = Candidate(kube, rt_ns, "b")
         time.sleep(0.5)
@@ -135,8 +135,6 @@ def test_stop_before_acquiring_returns_quickly(kube: KubeClient, rt_ns: str) -> 
         b.halt()
         assert time.monotonic() - t0 < 2
         assert not b.stopped.is_set()  # never led, so no stop callback
-    finally:
-        a.halt()
 
 
 @pytest.mark.unit

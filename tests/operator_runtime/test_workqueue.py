@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from unittest.mock import Mock
 
 import pytest
 
-from agentic_operator._workqueue import TokenBucket, WorkQueue
+from agentic_operator._workqueue import QueueHooks, TokenBucket, WorkQueue
 
 pytestmark = pytest.mark.unit
 
@@ -203,32 +204,8 @@ def test_delayed_item_wakes_a_blocked_worker() -> None:
     assert got == ["a"]
 
 
-class _Hooks:
-    def __init__(self) -> None:
-        self.adds = 0
-        self.depths: list[int] = []
-        self.latencies: list[float] = []
-        self.works: list[float] = []
-        self.retries = 0
-
-    def add(self) -> None:
-        self.adds += 1
-
-    def depth(self, depth: int) -> None:
-        self.depths.append(depth)
-
-    def latency(self, seconds: float) -> None:
-        self.latencies.append(seconds)
-
-    def work_duration(self, seconds: float) -> None:
-        self.works.append(seconds)
-
-    def retry(self) -> None:
-        self.retries += 1
-
-
 def test_metrics_hooks() -> None:
-    h = _Hooks()
+    h = Mock(spec=QueueHooks)
     q = WorkQueue(name="t", metrics=h, qps=0, base_delay=0.001)
     q.add("a")
     q.add("a")
@@ -238,11 +215,11 @@ def test_metrics_hooks() -> None:
     assert key == "a"
     q.done(key)
     q.add_rate_limited("b")
-    assert h.adds == 1
-    assert h.depths == [1, 0]
-    assert h.latencies[0] >= 0.015
-    assert h.works[0] >= 0.015
-    assert h.retries == 1
+    assert h.add.call_count == 1
+    assert [c.args for c in h.depth.call_args_list] == [(1,), (0,)]
+    assert h.latency.call_args_list[0].args[0] >= 0.015
+    assert h.work_duration.call_args_list[0].args[0] >= 0.015
+    assert h.retry.call_count == 1
 
 
 def test_idle() -> None:

@@ -45,6 +45,18 @@ def materialize(name: str, tmp_path: Path) -> Path:
     return Path(shutil.copytree(src, tmp_path / src.name))
 
 
+#: None while there is no recorded run: the tests that take one are then reported skipped.
+_RECORDED_OR_NONE: list[str | None] = [str(p) for p in RECORDED] or [None]
+
+
+@pytest.fixture(params=_RECORDED_OR_NONE, ids=lambda p: Path(p).name if p else "none-recorded")
+def recorded_run(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Each recorded run in turn, as a writable copy; skipped while there is none."""
+    if request.param is None:
+        pytest.skip("no recorded runs under tests/data/runs/ yet")
+    return materialize(request.param, tmp_path)
+
+
 ALL_RUNS = [pytest.param(k, id=f"synthetic-{k}") for k in SYNTHETIC] + [
     pytest.param(str(p), id=f"recorded-{p.name}") for p in RECORDED
 ]

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.report.conftest import RECORDED, SYNTHETIC, materialize
+from tests.report.conftest import SYNTHETIC
 from tests.report.synthetic import Synthetic, write_run
-from triage.report import compare_runs, load_run, render_compare, render_report, summarize
+from triage.report import compare_runs, render_compare, render_report, summarize
+from triage.rundir import load_run
 
 pytestmark = pytest.mark.unit
 
@@ -110,7 +111,7 @@ def test_report_loads_clean_and_screenshot(tmp_path: Path) -> None:
     assert written.html is not None
     loaded = load(written.html)
     assert_clean(loaded)
-    assert loaded.body_attr("data-figures-loaded") == "7"
+    assert loaded.body_attr("data-figures-loaded") == "9"
 
     shot = tmp_path / "report.png"
     proc = chromium(written.html, f"--screenshot={shot}", "--window-size=1200,2400")
@@ -129,15 +130,7 @@ def test_compare_loads_clean(tmp_path: Path) -> None:
     assert_clean(load(written.html))
 
 
-@pytest.mark.parametrize(
-    "recorded",
-    [str(p) for p in RECORDED] or [None],
-    ids=lambda p: Path(p).name if p else "none-recorded",
-)
-def test_recorded_reports_load_clean(recorded: str | None, tmp_path: Path) -> None:
-    if recorded is None:
-        pytest.skip("no recorded runs under tests/data/runs/ yet")
-    run_dir = materialize(recorded, tmp_path)
-    written = render_report(summarize(load_run(run_dir)), out_dir=run_dir)
+def test_recorded_reports_load_clean(recorded_run: Path) -> None:
+    written = render_report(summarize(load_run(recorded_run)), out_dir=recorded_run)
     assert written.html is not None
     assert_clean(load(written.html))

@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from tests.report.conftest import RECORDED, SYNTHETIC, materialize
+from tests.conftest import run_cli
+from tests.report.conftest import SYNTHETIC
 from tests.report.synthetic import Synthetic, write_run
-from triage.cli import app
 from triage.commands.ci import DEFAULT_BUDGETS
+from triage.errors import BudgetFileError
 from triage.exitcodes import ExitCode
-from triage.report import (
-    BudgetFileError,
-    Budgets,
-    RunSummary,
-    evaluate_budgets,
-    load_budgets,
-    load_run,
-    summarize,
-)
+from triage.report import Budgets, RunSummary, evaluate_budgets, load_budgets, summarize
 from triage.report.budgets import parse_budgets
+from triage.rundir import load_run
 
 pytestmark = pytest.mark.unit
 
@@ -42,13 +36,13 @@ def test_checked_in_budgets_parse() -> None:
 
 def test_pass_fail_skipped_missing(summaries: list[RunSummary]) -> None:
     survived, _burst = summaries
-    assert survived.fit is not None and survived.steady_rss_bytes is not None
+    assert survived.fit is not None and survived.steady_measure_bytes is not None
     slope = survived.fit.slope
     budgets = Budgets(
         scenarios={
             "terminal-sessions": {
                 "bytes_per_session": slope * 1.1,  # pass
-                "steady_rss": survived.steady_rss_bytes - 1,  # fail
+                "steady_rss": survived.steady_measure_bytes - 1,  # fail
                 "peak_after_restart": 1.0,  # skipped: no OOM, so no restart peak
             },
             "burst": {"latency_p50": 1000.0, "latency_p99": 0.001},
@@ -114,7 +108,7 @@ def test_every_run_of_a_scenario_is_judged(tmp_path: Path) -> None:
         ({"schema": 2}, "schema: 1"),
         ({"schema": 1, "scenarios": {}}, "'scenarios' must map"),
         ({"schema": 1, "scenarios": {"x": {"heap": 1}}}, "unknown budget"),
-        ({"schema": 1, "scenarios": {"x": {"steady_rss": "lots"}}}, "not a byte quantity"),
+        ({"schema": 1, "scenarios": {"x": {"steady_rss": "lots"}}}, "not a Kubernetes quantity"),
         ({"schema": 1, "scenarios": {"x": {"latency_p50": "soon"}}}, "a duration"),
     ],
 )
@@ -152,8 +146,7 @@ def _budget_file(tmp_path: Path, bytes_per_session: str) -> Path:
 def test_ci_from_run_dir(tmp_path: Path, limit: str, code: ExitCode) -> None:
     run = write_run(tmp_path / "runs", SYNTHETIC["survived-bare"])
     out = tmp_path / "gate"
-    result = CliRunner().invoke(
-        app,
+    result = run_cli(
         [
             "ci",
             "--from",
@@ -162,42 +155,50 @@ def test_ci_from_run_dir(tmp_path: Path, limit: str, code: ExitCode) -> None:
             str(_budget_file(tmp_path, limit)),
             "--out",
             str(out),
+            "--junit",
+            str(out / "junit.xml"),
         ],
     )
     assert result.exit_code == code, result.output
     assert (run / "report.html").is_file()
     assert (out / "ci-summary.md").is_file() and (out / "ci-summary.json").is_file()
+    # One JUnit test case per budget, failed exactly when the budget was exceeded.
+    suite = ElementTree.parse(out / "junit.xml").getroot().find("testsuite")
+    assert suite is not None
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert "terminal-sessions.bytes_per_session" in cases
+    failed = cases["terminal-sessions.bytes_per_session"].find("failure") is not None
+    assert failed == (code == ExitCode.BUDGET_EXCEEDED)
+    assert suite.get("failures") == ("1" if failed else "0")
     if code == ExitCode.BUDGET_EXCEEDED:
         assert "budget exceeded" in result.output
         assert "terminal-sessions: bytes per session" in result.output
 
 
 def test_ci_bad_budgets_file(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["ci", "--from", str(tmp_path), "--budgets", str(tmp_path / "x.yaml")]
-    )
+    result = run_cli(["ci", "--from", str(tmp_path), "--budgets", str(tmp_path / "x.yaml")])
     assert result.exit_code == ExitCode.USAGE
     assert "no such budgets file" in result.output
 
 
-@pytest.mark.parametrize(
-    "recorded",
-    [str(p) for p in RECORDED] or [None],
-    ids=lambda p: Path(p).name if p else "none-recorded",
-)
-def test_ci_from_recorded_runs(recorded: str | None, tmp_path: Path) -> None:
-    if recorded is None:
-        pytest.skip("no recorded runs under tests/data/runs/ yet")
-    run = materialize(recorded, tmp_path)
-    s = summarize(load_run(run))
+def test_ci_from_recorded_runs(recorded_run: Path, tmp_path: Path) -> None:
+    s = summarize(load_run(recorded_run))
     generous = {"peak_working_set": "64Gi", "steady_rss": "64Gi", "ooms": 10_000}
     budgets = tmp_path / "budgets.yaml"
     budgets.write_text(yaml.safe_dump({"schema": 1, "scenarios": {s.scenario: generous}}))
-    args = ["ci", "--from", str(run), "--budgets", str(budgets), "--out", str(tmp_path / "g")]
-    result = CliRunner().invoke(app, args)
+    args = [
+        "ci",
+        "--from",
+        str(recorded_run),
+        "--budgets",
+        str(budgets),
+        "--out",
+        str(tmp_path / "g"),
+    ]
+    result = run_cli(args)
     assert result.exit_code == ExitCode.OK, result.output
 
     strict = {"peak_working_set": "1Ki"}
     budgets.write_text(yaml.safe_dump({"schema": 1, "scenarios": {s.scenario: strict}}))
-    result = CliRunner().invoke(app, args)
+    result = run_cli(args)
     assert result.exit_code == ExitCode.BUDGET_EXCEEDED, result.output

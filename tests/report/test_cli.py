@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from triage.cli import app
+from tests.conftest import run_cli
 from triage.exitcodes import ExitCode
 
 pytestmark = pytest.mark.unit
@@ -15,9 +14,7 @@ pytestmark = pytest.mark.unit
 
 def test_report_writes_three_files(oom_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        app, ["report", str(oom_run), "--out", str(out), "--target-sessions", "10000"]
-    )
+    result = run_cli(["report", str(oom_run), "--out", str(out), "--target-sessions", "10000"])
     assert result.exit_code == 0, result.output
     assert "OOMKilled at" in result.output and "for 10,000 sessions" in result.output
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "summary.json", "summary.md"]
@@ -36,7 +33,7 @@ def _bad_inputs(tmp_path: Path, oom_run: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize("case", ["missing", "not-a-run", "malformed"])
 def test_report_bad_input_is_one_line(case: str, tmp_path: Path, oom_run: Path) -> None:
     path, message = _bad_inputs(tmp_path, oom_run)[case]
-    result = CliRunner().invoke(app, ["report", str(path)])
+    result = run_cli(["report", str(path)])
     assert result.exit_code == ExitCode.USAGE
     assert message in result.output
     assert "Traceback" not in result.output
@@ -45,13 +42,13 @@ def test_report_bad_input_is_one_line(case: str, tmp_path: Path, oom_run: Path) 
 
 @pytest.mark.parametrize("command", ["report", "compare", "ci"])
 def test_help_has_examples(command: str) -> None:
-    result = CliRunner().invoke(app, [command, "--help"])
+    result = run_cli([command, "--help"])
     assert result.exit_code == 0
     assert "Examples" in result.output and f"triage {command}" in result.output
 
 
 def test_report_accepts_a_directory_of_runs(oom_run: Path) -> None:
     # `reproduce --out reports/demo` then `report reports/demo`: the newest run is used.
-    result = CliRunner().invoke(app, ["report", str(oom_run.parent)])
+    result = run_cli(["report", str(oom_run.parent)])
     assert result.exit_code == 0, result.output
     assert (oom_run / "report.html").is_file()

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.conftest import run_cli
 from tests.report.synthetic import Synthetic, write_run
-from triage.cli import app
 from triage.exitcodes import ExitCode
-from triage.report import compare_runs, load_run, render_compare, summarize
+from triage.report import compare_runs, render_compare, summarize
+from triage.rundir import load_run
 
 pytestmark = pytest.mark.unit
 
@@ -51,20 +51,19 @@ def test_noise_is_not_a_regression(tmp_path: Path) -> None:
 
 def test_compare_cli(tmp_path: Path) -> None:
     base_dir, new_dir = _pair(tmp_path, WORSE)
-    runner = CliRunner()
     out = tmp_path / "cmp"
-    result = runner.invoke(app, ["compare", str(base_dir), str(new_dir), "--out", str(out)])
+    result = run_cli(["compare", str(base_dir), str(new_dir), "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "regression" in result.output
     assert {p.name for p in out.iterdir()} >= {"compare.html", "compare.md", "compare.json"}
 
-    result = runner.invoke(
-        app, ["compare", str(base_dir), str(new_dir), "--out", str(out), "--fail-on-regression"]
+    result = run_cli(
+        ["compare", str(base_dir), str(new_dir), "--out", str(out), "--fail-on-regression"]
     )
     assert result.exit_code == ExitCode.BUDGET_EXCEEDED
 
     # Default output: next to the new run.
-    result = runner.invoke(app, ["compare", str(base_dir), str(base_dir)])
+    result = run_cli(["compare", str(base_dir), str(base_dir)])
     assert result.exit_code == 0, result.output
     assert (
         base_dir.parent / f"compare-{base_dir.name}-vs-{base_dir.name}" / "compare.html"

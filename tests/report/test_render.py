@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.report.conftest import ALL_RUNS, materialize
-from triage.report import load_run, render_report, summarize
+from triage.report import render_report, summarize
+from triage.rundir import load_run
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +32,7 @@ def test_report_renders_all_outputs(name: str, tmp_path: Path) -> None:
     # Headline first: the verdict comes before the first figure.
     assert html.index('id="verdict"') < html.index("<figure") < html.index('id="run"')
     summary = json.loads(written.json.read_text())
-    assert summary["schema"] == 1 and summary["run_id"] == s.run_id
+    assert summary["schema"] == 2 and summary["run_id"] == s.run_id
     md = written.markdown.read_text()
     assert md.startswith("### ") and s.run_id in md
 
@@ -43,18 +44,29 @@ def test_oom_report_mentions_the_headline_numbers(oom_run: Path) -> None:
     assert f"OOMKilled at {s.oom_sessions:,} sessions" in html
     assert "Crash loop likely" in html
     assert s.recommendation is not None and s.recommendation.quantity in html
-    assert "Top allocation sites" in html and "_store_object" in html
+    assert "Top sites at batch" in html and "_store_object" in html
+    # The why, normalised per session, with the path to the allocation.
+    assert s.why is not None and s.why.startswith("15.2 KiB of") and "via" in s.why
+    assert "_watch_loop → _on_event" in html
+    # Fitted on what the kernel cannot reclaim; the page cache beside it, explained.
+    assert "Headline figures are fitted on <strong>unreclaimable memory</strong>" in html
+    assert "of reclaimable memory (page cache" in html
     assert "created → running" in html
     md = written.markdown.read_text()
     assert "Bytes per session" in md and s.recommendation.quantity in md
     assert "🔴" in md
-    for fig in ("memory-vs-sessions", "fit", "batches", "restarts", "memray-heap", "latency"):
+    for fig in (
+        "memory-vs-sessions", "breakdown", "fit", "sites", "batches", "restarts", "heap",
+        "latency",
+    ):  # fmt: skip
         assert f'id="fig-{fig}"' in html
 
 
 def test_empty_samples_still_render(tmp_path: Path, oom_run: Path) -> None:
     path = oom_run / "samples.csv"
     path.write_text(path.read_text().splitlines()[0] + "\n")
+    for profile in (oom_run / "profiles").glob("batch-*"):
+        __import__("shutil").rmtree(profile)
     s = summarize(load_run(oom_run))
     written = render_report(s, out_dir=tmp_path / "out")
     assert "samples.csv has no rows" in written.html.read_text()  # type: ignore[union-attr]

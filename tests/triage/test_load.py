@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import secrets
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from agentic_operator.contract import AGENTIC_SESSIONS, MANAGED_LABEL
 from tests.conftest import KUBECONFIG, kubectl
-from triage import load
-from triage.kube import Cluster, connect
+from triage import bodies, load
+from triage.cleanup import cleanup, run_namespaces
+from triage.cluster import Cluster, connect
 from triage.scenario import get
 
 
@@ -30,108 +30,14 @@ def cluster(crds: None) -> Cluster:
 def run_id(cluster: Cluster) -> Iterator[str]:
     rid = _run_id()
     yield rid
-    load.cleanup(cluster, run_id=rid, timeout=60)
+    cleanup(cluster, run_id=rid, timeout=60)
 
 
 def _sessions(run_id: str) -> list[dict]:
     out = kubectl(
-        "get", "agenticsessions", "-A", "-l", f"{load.RUN_ID_LABEL}={run_id}", "-o", "json"
+        "get", "agenticsessions", "-A", "-l", f"{bodies.RUN_ID_LABEL}={run_id}", "-o", "json"
     )
     return json.loads(out)["items"]
-
-
-@pytest.mark.unit
-def test_session_bodies_look_like_production() -> None:
-    body = load.session_body(namespace="ns", name="s", run_id="r", n=7)
-    status = load.status_body("Completed")
-    assert 4 * 1024 <= len(body) + len(status) <= 6 * 1024
-    doc = json.loads(body)
-    assert {"repos", "initialPrompt", "llmSettings", "userContext", "environmentVariables"} <= set(
-        doc["spec"]
-    )
-    st = json.loads(status)["status"]
-    assert st["phase"] == "Completed" and st["completionTime"]
-    assert {c["type"] for c in st["conditions"]} >= {"Ready", "PodCreated", "Reconciled"}
-
-
-@pytest.mark.unit
-def test_nearest_rank() -> None:
-    assert load.nearest_rank([], 50) is None
-    values = [float(v) for v in range(1, 11)]
-    assert load.nearest_rank(values, 50) == 5
-    assert load.nearest_rank(values, 90) == 9
-    assert load.nearest_rank(values, 99) == 10
-    assert load.nearest_rank([3.0], 99) == 3.0
-
-
-@pytest.mark.unit
-def test_latency_stages_never_go_backwards() -> None:
-    row = load.LatencyRow(session="s", namespace="n", created=100.0)
-    pod = {
-        "status": {
-            "conditions": [
-                {"type": "PodScheduled", "status": "True"},
-                {"type": "Ready", "status": "True"},
-            ],
-            "containerStatuses": [{"state": {"running": {}}}],
-        }
-    }
-    load.observe_pod(row, pod, seen_at=99.0)  # a clock a little behind
-    assert row.pod_created == row.scheduled == row.running == row.ready == 100.0
-    load.observe_pod(row, pod, seen_at=200.0)  # later looks change nothing
-    assert row.ready == 100.0
-    assert row.as_row()["ready"] == "100.000"
-
-
-@pytest.mark.unit
-def test_a_runner_that_never_starts_says_what_held_it(tmp_path: Path) -> None:
-    from triage.report.analysis import summarize_latency
-    from triage.report.rundir import _load_latency
-    from triage.runformat import LATENCY_COLUMNS, LATENCY_REQUIRED
-
-    msg = "0/1 nodes are available: 1 Insufficient cpu."
-    pending = {
-        "status": {
-            "conditions": [
-                {
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "reason": "Unschedulable",
-                    "message": msg,
-                }
-            ]
-        }
-    }
-    creating = {
-        "status": {
-            "conditions": [{"type": "PodScheduled", "status": "True"}],
-            "containerStatuses": [{"state": {"waiting": {"reason": "ContainerCreating"}}}],
-        }
-    }
-    a = load.LatencyRow(session="a", namespace="n", created=1.0)
-    b = load.LatencyRow(session="b", namespace="n", created=1.0)
-    load.observe_pod(a, pending, seen_at=2.0)
-    load.observe_pod(b, creating, seen_at=2.0)
-    assert a.as_row()["waiting"] == f"Unschedulable: {msg}"
-    assert b.as_row()["waiting"] == "ContainerCreating"
-    running = {"status": {"containerStatuses": [{"state": {"running": {}}}]}}
-    load.observe_pod(b, running, seen_at=3.0)
-    assert b.as_row()["waiting"] == ""  # it started: nothing held it
-
-    # Written with the column, read back and summarised; older files without it still load.
-    path = tmp_path / "latency.csv"
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LATENCY_COLUMNS)
-        w.writeheader()
-        w.writerows([a.as_row(), b.as_row()])
-    rows = list(_load_latency(path))
-    assert summarize_latency(rows).not_started_reasons == ((f"Unschedulable: {msg}", 1),)
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=LATENCY_REQUIRED, extrasaction="ignore")
-        w.writeheader()
-        w.writerows([a.as_row(), b.as_row()])
-    old = list(_load_latency(path))
-    assert summarize_latency(old).not_started_reasons == (("no runner pod seen", 1),)
 
 
 @pytest.mark.cluster
@@ -143,26 +49,26 @@ def test_terminal_sessions_load_and_cleanup(cluster: Cluster, run_id: str) -> No
     assert sum(r.namespaces for r in results) == 4
     assert all(r.rate > 0 for r in results)
 
-    namespaces = load.run_namespaces(cluster, run_id=run_id)
+    namespaces = run_namespaces(cluster, run_id=run_id)
     assert len(namespaces) == 4
     for ns in namespaces:
         labels = ns["metadata"]["labels"]
-        assert labels[load.MANAGED_LABEL] == "true"
-        assert labels[load.PART_OF_LABEL] == "oom-reproducer"
-        assert labels[load.RUN_ID_LABEL] == run_id
+        assert labels[MANAGED_LABEL] == "true"
+        assert labels[bodies.PART_OF_LABEL] == "oom-reproducer"
+        assert labels[bodies.RUN_ID_LABEL] == run_id
 
     sessions = _sessions(run_id)
     assert len(sessions) == 100
     assert {s["status"]["phase"] for s in sessions} == {"Completed"}
-    assert all(s["metadata"]["labels"][load.RUN_ID_LABEL] == run_id for s in sessions)
+    assert all(s["metadata"]["labels"][bodies.RUN_ID_LABEL] == run_id for s in sessions)
     # Production sessions were ~25 MB for 4,319: about 5.8 KB of raw JSON each.
     raw = len(json.dumps(sessions[0], separators=(",", ":")))
     assert 5 * 1024 <= raw <= 7 * 1024, raw
 
-    result = load.cleanup(cluster, run_id=run_id, timeout=120)
+    result = cleanup(cluster, run_id=run_id, timeout=120)
     assert result.ok, result.stuck
     assert sorted(result.deleted) == sorted(ns["metadata"]["name"] for ns in namespaces)
-    assert load.run_namespaces(cluster, run_id=run_id) == []
+    assert run_namespaces(cluster, run_id=run_id) == []
 
 
 @pytest.mark.cluster
@@ -172,11 +78,11 @@ def test_running_sessions_get_parked_runner_pods(cluster: Cluster, run_id: str) 
         result = loader.run_batch(scenario.plan()[0])
         assert loader.churn() == 5
     assert result.sessions == 5 and result.objects == 1 + 5 + 5
-    ns = load.namespace_name(run_id, 0)
+    ns = bodies.namespace_name(run_id, 0)
     pods = json.loads(kubectl("-n", ns, "get", "pods", "-o", "json"))["items"]
     assert len(pods) == 5
     for pod in pods:
-        assert pod["spec"]["schedulerName"] == load.PARKED_SCHEDULER
+        assert pod["spec"]["schedulerName"] == bodies.PARKED_SCHEDULER
         assert pod["metadata"]["labels"]["app"] == "ambient-code-runner"
         assert pod["metadata"]["ownerReferences"][0]["kind"] == "AgenticSession"
         assert pod["status"]["phase"] == "Pending"
@@ -207,7 +113,7 @@ def test_both_status_writes_give_the_same_session(
         # The write went through the status subresource: the spec is the one created.
         assert s["spec"]["initialPrompt"].startswith("You are working in")
         assert s["metadata"]["generation"] == 1
-        assert s["metadata"]["labels"][load.RUN_ID_LABEL] == run_id
+        assert s["metadata"]["labels"][bodies.RUN_ID_LABEL] == run_id
 
 
 @pytest.mark.cluster
@@ -225,7 +131,7 @@ def test_minimal_sessions_are_small_and_reach_their_phase(cluster: Cluster, run_
     assert len(sessions) == 4
     for s in sessions:
         assert s["status"] == {"phase": "Completed"}
-        assert set(s["spec"]) <= {"displayName", "initialPrompt", "timeout", "interactive"}
+        assert set(s["spec"]) <= {"displayName", "initialPrompt", "timeout"}
         raw = len(json.dumps(s, separators=(",", ":")))
         assert raw < 1024, raw
 
@@ -234,20 +140,18 @@ def test_minimal_sessions_are_small_and_reach_their_phase(cluster: Cluster, run_
 def test_status_put_on_a_changed_session_falls_back_to_merge_patch(
     cluster: Cluster, run_id: str
 ) -> None:
-    ns = load.namespace_name(run_id, 0)
-    cluster.json(
-        "POST",
-        "/api/v1/namespaces",
-        body=json.loads(load.namespace_body(ns, run_id=run_id, managed=False)),
+    ns = bodies.namespace_name(run_id, 0)
+    cluster.client.create(
+        "/api/v1/namespaces", json.loads(bodies.namespace_body(ns, run_id=run_id, managed=False))
     )
-    base = f"/apis/{load.GROUP_VERSION}/namespaces/{ns}/agenticsessions"
-    _, created = cluster.raw(
-        "POST", base, body=load.session_body(namespace=ns, name="s", run_id=run_id, n=1)
+    base = AGENTIC_SESSIONS.path(ns)
+    _, created = cluster.client.send(
+        "POST", base, body=bodies.session_body(namespace=ns, name="s", run_id=run_id, n=1)
     )
     # Someone else writes in between: the created object's resourceVersion is now stale.
     kubectl("-n", ns, "annotate", "agenticsession", "s", "touched=yes")
     with load.Loader(cluster, run_id=run_id, concurrency=1) as loader:
-        loader._write_status(f"{base}/s/status", created, "Stopped")
+        loader._write_status(f"{base}/s/status", created, "Stopped", "production")
     (session,) = _sessions(run_id)
     assert session["status"]["phase"] == "Stopped"
     assert session["metadata"]["annotations"]["touched"] == "yes"
@@ -255,19 +159,16 @@ def test_status_put_on_a_changed_session_falls_back_to_merge_patch(
 
 @pytest.mark.cluster
 def test_cleanup_reports_stuck_namespaces_instead_of_hanging(cluster: Cluster, run_id: str) -> None:
-    name = load.namespace_name(run_id, 0)
-    cluster.json(
-        "POST",
-        "/api/v1/namespaces",
-        body=json.loads(load.namespace_body(name, run_id=run_id, managed=False)),
+    name = bodies.namespace_name(run_id, 0)
+    cluster.client.create(
+        "/api/v1/namespaces", json.loads(bodies.namespace_body(name, run_id=run_id, managed=False))
     )
-    cluster.json(
-        "POST",
+    cluster.client.create(
         f"/api/v1/namespaces/{name}/configmaps",
-        body={"metadata": {"name": "held", "finalizers": ["triage.test/hold"]}},
+        {"metadata": {"name": "held", "finalizers": ["triage.test/hold"]}},
     )
     t0 = time.monotonic()
-    result = load.cleanup(cluster, run_id=run_id, timeout=5, poll=0.5)
+    result = cleanup(cluster, run_id=run_id, timeout=5, poll=0.5)
     assert time.monotonic() - t0 < 30
     assert not result.ok
     assert name in result.stuck
@@ -275,10 +176,7 @@ def test_cleanup_reports_stuck_namespaces_instead_of_hanging(cluster: Cluster, r
     # it gets to them.
     assert "kubernetes" in result.stuck[name] or any("hold" in h for h in result.stuck[name])
     # Release it so the namespace can go.
-    cluster.json(
-        "PATCH",
-        f"/api/v1/namespaces/{name}/configmaps/held",
-        body={"metadata": {"finalizers": None}},
-        content_type="application/merge-patch+json",
+    cluster.client.patch(
+        f"/api/v1/namespaces/{name}/configmaps/held", {"metadata": {"finalizers": None}}
     )
-    assert load.cleanup(cluster, run_id=run_id, timeout=60).ok
+    assert cleanup(cluster, run_id=run_id, timeout=60).ok

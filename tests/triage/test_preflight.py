@@ -11,11 +11,12 @@ import pytest
 import yaml
 
 from tests.conftest import KUBECONFIG, kubectl, wait_until
+from triage.cluster import Cluster, connect
 from triage.errors import ContextRefusedError, PreflightError
 from triage.exitcodes import ExitCode
 from triage.guard import check_context
-from triage.kube import Cluster, connect
-from triage.preflight import preflight
+from triage.preflight import Checked, preflight
+from triage.scenario import default_scenario, get
 
 pytestmark = [pytest.mark.cluster]
 MI = 2**20
@@ -55,32 +56,45 @@ def _apply(doc: dict[str, Any]) -> None:
     kubectl("apply", "-f", "-", input=json.dumps(doc))
 
 
+def _preflight(cluster: Cluster, namespace: str, deployment: str = "agentic-operator") -> Checked:
+    """Preflight as a run of the default scenario at a 128 MiB limit calls it."""
+    return preflight(
+        cluster,
+        namespace=namespace,
+        deployment=deployment,
+        mem_limit_bytes=128 * MI,
+        scenario=get(default_scenario()),
+    )
+
+
+def _resource_version(namespace: str) -> str:
+    return kubectl(
+        "get",
+        "deployment",
+        "agentic-operator",
+        "-n",
+        namespace,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    )
+
+
 def test_returns_the_deployment_when_everything_is_in_place(
     cluster: Cluster, namespace: str
 ) -> None:
     _apply(_deployment(namespace))
-    dep = preflight(
-        cluster,
-        namespace=namespace,
-        deployment="agentic-operator",
-        mem_limit_bytes=128 * MI,
-        profile="memray",
-    )
-    assert dep["metadata"]["namespace"] == namespace
-    assert dep["metadata"]["resourceVersion"]
+    checked = _preflight(cluster, namespace)
+    assert checked.deployment["metadata"]["namespace"] == namespace
+    assert checked.deployment["metadata"]["resourceVersion"]
+    assert checked.target.container == "agentic-operator"
+    assert checked.pod is None or checked.pod.startswith("agentic-operator-")
 
 
 def test_missing_deployment_is_one_line_naming_the_options(
     cluster: Cluster, namespace: str
 ) -> None:
     with pytest.raises(PreflightError) as info:
-        preflight(
-            cluster,
-            namespace=namespace,
-            deployment="nope",
-            mem_limit_bytes=128 * MI,
-            profile="none",
-        )
+        _preflight(cluster, namespace, "nope")
     assert f"Deployment {namespace}/nope not found" in info.value.message
     assert "--operator-namespace" in info.value.message
     assert info.value.exit_code == ExitCode.PREFLIGHT
@@ -89,13 +103,7 @@ def test_missing_deployment_is_one_line_naming_the_options(
 def test_scaled_to_zero_is_refused(cluster: Cluster, namespace: str) -> None:
     _apply(_deployment(namespace, replicas=0))
     with pytest.raises(PreflightError, match="scaled to 0"):
-        preflight(
-            cluster,
-            namespace=namespace,
-            deployment="agentic-operator",
-            mem_limit_bytes=128 * MI,
-            profile="none",
-        )
+        _preflight(cluster, namespace)
 
 
 def test_limitrange_minimum_above_the_limit_is_refused(cluster: Cluster, namespace: str) -> None:
@@ -109,13 +117,7 @@ def test_limitrange_minimum_above_the_limit_is_refused(cluster: Cluster, namespa
         }
     )
     with pytest.raises(PreflightError, match=r"LimitRange .*/floor requires at least 256Mi"):
-        preflight(
-            cluster,
-            namespace=namespace,
-            deployment="agentic-operator",
-            mem_limit_bytes=128 * MI,
-            profile="none",
-        )
+        _preflight(cluster, namespace)
 
 
 def _kubeconfig_for(token: str, tmp_path: Path, *, context: str) -> Path:
@@ -189,23 +191,9 @@ def test_rbac_gaps_are_named_before_any_change(namespace: str, tmp_path: Path) -
         weak = connect(
             kubeconfig=str(_kubeconfig_for(token, tmp_path, context="triage-local")), context=None
         )
-        before = kubectl(
-            "get",
-            "deployment",
-            "agentic-operator",
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        )
+        before = _resource_version(namespace)
         with pytest.raises(PreflightError) as info:
-            preflight(
-                weak,
-                namespace=namespace,
-                deployment="agentic-operator",
-                mem_limit_bytes=128 * MI,
-                profile="memray",
-            )
+            _preflight(weak, namespace)
         message = info.value.message
         assert message.startswith("RBAC denies what the run needs:")
         for gap in (
@@ -217,15 +205,7 @@ def test_rbac_gaps_are_named_before_any_change(namespace: str, tmp_path: Path) -
         ):
             assert gap in message
         assert "get deployments" not in message
-        after = kubectl(
-            "get",
-            "deployment",
-            "agentic-operator",
-            "-n",
-            namespace,
-            "-o",
-            "jsonpath={.metadata.resourceVersion}",
-        )
+        after = _resource_version(namespace)
         assert before == after
     finally:
         kubectl(

@@ -12,17 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from tests.conftest import KUBECONFIG, kubectl
-from triage.cli import app
+from tests.conftest import KUBECONFIG, kubectl, run_cli
 from triage.exitcodes import ExitCode
-
-runner = CliRunner()
 
 
 def _invoke(*args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["reproduce", *args], env={"COLUMNS": "400"})
+    result = run_cli(["reproduce", *args])
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -37,7 +33,7 @@ def _state(namespace: str) -> tuple[str, str, list[str]]:
 
 @pytest.mark.unit
 def test_help_has_examples_and_exit_codes() -> None:
-    result = runner.invoke(app, ["reproduce", "--help"], env={"COLUMNS": "200"})
+    result = run_cli(["reproduce", "--help"])
     assert result.exit_code == 0
     for text in ("Examples", "--mem-limit", "--set-env", "Exit codes", "--allow-any-context"):
         assert text in result.stdout
@@ -51,7 +47,7 @@ def test_help_has_examples_and_exit_codes() -> None:
         (["--mem-limit", "-1"], "--mem-limit '-1'"),
         (["--mem-limit", "abc"], "--mem-limit 'abc'"),
         (["--scenario", "nope"], "unknown scenario 'nope'"),
-        (["--profile", "pprof"], "--profile 'pprof'"),
+        (["--profile", "perf"], "--profile 'perf'"),
         (["--set-env", "NOEQUALS"], "--set-env 'NOEQUALS'"),
         (["--namespaces", "0"], "--namespaces 0"),
         (["--concurrency", "0"], "--concurrency 0"),

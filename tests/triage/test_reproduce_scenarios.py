@@ -13,15 +13,16 @@ import csv
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import KUBECONFIG, REPO, kubectl, wait_until
-from triage import load
-from triage.kube import Cluster, connect
+from triage.bodies import RUN_ID_LABEL
+from triage.cleanup import cleanup
+from triage.cluster import Cluster, connect
 from triage.scenario import get
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node, pytest.mark.slow]
@@ -34,13 +35,23 @@ def cluster(crds: None) -> Cluster:
     return connect(kubeconfig=str(KUBECONFIG), context=None)
 
 
+Reproduce = Callable[..., tuple[dict[str, Any], list[dict[str, str]]]]
+
+
 @pytest.fixture
-def runs(cluster: Cluster) -> Iterator[list[str]]:
-    """Run ids to clean up after the test, whatever it asserted."""
+def reproduce(operator_namespace: str, tmp_path: Path, cluster: Cluster) -> Iterator[Reproduce]:
+    """`_reproduce` against the test's operator; its runs are cleaned up after the test,
+    whatever it asserted."""
     ids: list[str] = []
-    yield ids
+
+    def run(scenario: str, *extra: str) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        meta, rows = _reproduce(operator_namespace, tmp_path / "run", scenario, *extra)
+        ids.append(meta["run_id"])
+        return meta, rows
+
+    yield run
     for rid in ids:
-        load.cleanup(cluster, run_id=rid, timeout=120)
+        cleanup(cluster, run_id=rid, timeout=120)
 
 
 def _reproduce(
@@ -54,7 +65,8 @@ def _reproduce(
             "--scenario", scenario,
             "--mem-limit", "512Mi",
             "--profile", "none",
-            "--settle", "2",
+            "--settle-max", "2",
+            "--no-cold-start",
             "--keep",
             "--out", str(run_dir),
             *extra,
@@ -79,7 +91,7 @@ def _reproduce(
 
 
 def _run_namespaces(run_id: str) -> list[str]:
-    out = kubectl("get", "namespaces", "-l", f"{load.RUN_ID_LABEL}={run_id}", "-o", "name")
+    out = kubectl("get", "namespaces", "-l", f"{RUN_ID_LABEL}={run_id}", "-o", "name")
     return sorted(line.split("/", 1)[1] for line in out.split())
 
 
@@ -87,14 +99,8 @@ def _items(path: str) -> list[dict[str, Any]]:
     return list(json.loads(kubectl("get", "--raw", path)).get("items", []))
 
 
-def test_managed_namespaces_get_the_whole_cascade(
-    operator_namespace: str, tmp_path: Path, runs: list[str]
-) -> None:
-    meta, _ = _reproduce(
-        operator_namespace, tmp_path / "run", "managed-namespaces",
-        "--namespaces", "6", "--batch-size", "3",
-    )  # fmt: skip
-    runs.append(meta["run_id"])
+def test_managed_namespaces_get_the_whole_cascade(reproduce: Reproduce) -> None:
+    meta, _ = reproduce("managed-namespaces", "--namespaces", "6", "--batch-size", "3")
     namespaces = _run_namespaces(meta["run_id"])
     assert len(namespaces) == 6
 
@@ -113,13 +119,10 @@ def test_managed_namespaces_get_the_whole_cascade(
         wait_until(lambda ns=ns: cascaded(ns), timeout=60, what=f"the cascade in {ns}")
 
 
-def test_condition_churn_keeps_one_condition_per_type(
-    operator_namespace: str, tmp_path: Path, runs: list[str]
-) -> None:
+def test_condition_churn_keeps_one_condition_per_type(reproduce: Reproduce) -> None:
     scenario = get("condition-churn").sized(namespaces=4, sessions_per_ns=5, batch_size=4)
-    meta, _ = _reproduce(operator_namespace, tmp_path / "run", "condition-churn",
-                         "--namespaces", "4", "--sessions-per-ns", "5", "--batch-size", "4")  # fmt: skip
-    runs.append(meta["run_id"])
+    meta, _ = reproduce("condition-churn",
+                        "--namespaces", "4", "--sessions-per-ns", "5", "--batch-size", "4")  # fmt: skip
     sessions = [
         s
         for ns in _run_namespaces(meta["run_id"])
@@ -136,15 +139,9 @@ def test_condition_churn_keeps_one_condition_per_type(
         assert f"(update {scenario.churn_rounds})" in ready["message"]
 
 
-def test_production_mix_keeps_the_upstream_proportions(
-    operator_namespace: str, tmp_path: Path, runs: list[str]
-) -> None:
+def test_production_mix_keeps_the_upstream_proportions(reproduce: Reproduce) -> None:
     want = get("production-mix").sized(namespaces=38, batch_size=19).totals()
-    meta, rows = _reproduce(
-        operator_namespace, tmp_path / "run", "production-mix",
-        "--namespaces", "38", "--batch-size", "19",
-    )  # fmt: skip
-    runs.append(meta["run_id"])
+    meta, rows = reproduce("production-mix", "--namespaces", "38", "--batch-size", "19")
     namespaces = _run_namespaces(meta["run_id"])
     assert len(namespaces) == want["namespaces"]
     sessions = runners = pods = settings = 0

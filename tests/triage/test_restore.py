@@ -1,9 +1,11 @@
-"""Exact restore of the operator Deployment, proven on the real apiserver.
+"""triage.restore on the real apiserver: exact, idempotent, and fair to other writers.
 
 Hypothesis generates Deployment shapes with every kind of presence/absence the upstream
 script got wrong (limits and requests present or absent, env entries with value or
 valueFrom, capabilities, volumes, annotations); a run is interrupted after a random prefix
 of its changes; `restore` must bring the spec back field for field, and be idempotent.
+Another writer's change during the run survives the restore; where both touched a field,
+theirs is kept and reported.
 """
 
 from __future__ import annotations
@@ -18,16 +20,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from agentic_operator.resources import DEPLOYMENTS
 from tests.conftest import KUBECONFIG, REPO, kubectl
-from triage.deployment_patch import (
-    RunPatch,
-    apply_run_patch,
-    is_restored,
-    patched_spec,
-    restore,
-)
+from triage.cluster import Cluster, connect
 from triage.journal import Journal
-from triage.kube import Cluster, connect
+from triage.patch import RunPatch, apply, patched_spec
+from triage.profiling import Factory, Settings
+from triage.reproduce import UNPROFILED_ANNOTATION
+from triage.restore import restore
+from triage.rundir import RunWriter
+from triage.target import Target
 
 pytestmark = [pytest.mark.cluster]
 
@@ -59,7 +61,7 @@ def _resources(draw: st.DrawFn) -> dict[str, Any]:
 _env_entry = st.one_of(
     st.builds(
         lambda n, v: {"name": n, "value": v},
-        st.sampled_from(["A", "B", "AGENTIC_PROFILE", "AGENTIC_CACHE_MODE", "LOG"]),
+        st.sampled_from(["A", "B", "ENABLE_PPROF", "AGENTIC_CACHE_MODE", "LOG"]),
         st.text("abc123", min_size=0, max_size=5),
     ),
     st.builds(
@@ -70,6 +72,20 @@ _env_entry = st.one_of(
         st.sampled_from(["NAMESPACE", "AGENTIC_PROFILE_DIR", "POD_NS"]),
     ),
 )
+
+
+def _deployment(app: str, containers: list[dict[str, Any]]) -> dict[str, Any]:
+    """A Deployment named agentic-operator whose pods carry the label app=`app`."""
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "agentic-operator"},
+        "spec": {
+            "replicas": 0,  # no pods: the tests are about the object, and pods would cost minutes
+            "selector": {"matchLabels": {"app": app}},
+            "template": {"metadata": {"labels": {"app": app}}, "spec": {"containers": containers}},
+        },
+    }
 
 
 @st.composite
@@ -102,10 +118,11 @@ def deployment_shapes(draw: st.DrawFn) -> dict[str, Any]:
     )
     if caps is not None:
         container["securityContext"] = {"capabilities": caps}
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    doc = _deployment("agentic-operator", [container])
     if volumes:
-        pod_spec["volumes"] = volumes
-    meta: dict[str, Any] = {"name": "agentic-operator", "labels": {"app": "agentic-operator"}}
+        doc["spec"]["template"]["spec"]["volumes"] = volumes
+    meta = doc["metadata"]
+    meta["labels"] = {"app": "agentic-operator"}
     annotations = draw(
         st.dictionaries(
             st.sampled_from(["team", "owner", "note"]), st.text("xyz", max_size=3), max_size=2
@@ -113,16 +130,7 @@ def deployment_shapes(draw: st.DrawFn) -> dict[str, Any]:
     )
     if annotations:
         meta["annotations"] = annotations
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": meta,
-        "spec": {
-            "replicas": 0,  # no pods: the property is about the object, and pods would cost minutes
-            "selector": {"matchLabels": {"app": "agentic-operator"}},
-            "template": {"metadata": {"labels": {"app": "agentic-operator"}}, "spec": pod_spec},
-        },
-    }
+    return doc
 
 
 def _json_patch_steps(
@@ -161,10 +169,34 @@ def cluster() -> Cluster:
 def _create(cluster: Cluster, namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
     body = copy.deepcopy(doc)
     body["metadata"]["namespace"] = namespace
-    created: dict[str, Any] = cluster.json(
-        "POST", f"/apis/apps/v1/namespaces/{namespace}/deployments", body=body
-    )
+    created: dict[str, Any] = cluster.client.create(DEPLOYMENTS.path(namespace), body)
     return created
+
+
+def run_spec(
+    cluster: Cluster, run_dir: Path, original: dict[str, Any], *, profile: str,
+    mem_limit: int, extra_env: dict[str, str] | None = None, container: str = "agentic-operator",
+    pod_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The spec a run would apply, through the same profiler code the run uses."""
+    target = Target(namespace="ns", deployment="agentic-operator", container=container,
+                    command=["/venv/bin/python", "-m", "op"], interpreter="/venv/bin/python")  # fmt: skip
+    profiler = Factory(Settings(kind=profile)).build(
+        cluster, run=RunWriter(run_dir / "scratch", run_id="t"), target=target
+    )
+    try:
+        return patched_spec(
+            original,
+            RunPatch(
+                mem_limit_bytes=mem_limit,
+                container=container,
+                extra_env=extra_env or {},
+                pod_annotations=pod_annotations or {},
+            ),
+            profile=lambda s: profiler.modify(s, planned_sessions=1000),
+        )
+    finally:
+        profiler.close()
 
 
 @settings(
@@ -172,7 +204,7 @@ def _create(cluster: Cluster, namespace: str, doc: dict[str, Any]) -> dict[str, 
 )
 @given(
     shape=deployment_shapes(),
-    profile=st.sampled_from(["memray", "py-spy", "none"]),
+    profile=st.sampled_from(["memray", "py-spy", "pprof", "none"]),
     extra_env=st.dictionaries(
         st.sampled_from(["AGENTIC_CACHE_MODE", "A", "NAMESPACE"]),
         st.sampled_from(["full", "x"]),
@@ -180,6 +212,8 @@ def _create(cluster: Cluster, namespace: str, doc: dict[str, Any]) -> dict[str, 
     ),
     cut=st.integers(min_value=0, max_value=8),
     restore_twice=st.booleans(),
+    # The spec memray's fixed cost is read under carries a pod template annotation.
+    fresh_pod=st.booleans(),
 )
 def test_restore_is_exact_after_an_interruption_at_any_point(
     cluster: Cluster,
@@ -190,128 +224,140 @@ def test_restore_is_exact_after_an_interruption_at_any_point(
     extra_env: dict[str, str],
     cut: int,
     restore_twice: bool,
+    fresh_pod: bool,
 ) -> None:
-    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/agentic-operator"
+    path = DEPLOYMENTS.path(namespace, "agentic-operator")
     with contextlib.suppress(Exception):
-        cluster.json("DELETE", path)
+        cluster.client.delete(path)
     _wait_gone(cluster, path)
     before = _create(cluster, namespace, shape)
     run_dir = tmp_path_factory.mktemp("run")
     journal = Journal.create(run_dir, cluster=cluster, deployment=before)
-    target = patched_spec(
-        journal.original_spec,
-        deployment_name="agentic-operator",
-        patch=RunPatch(mem_limit_bytes=96 * 2**20, profile=profile, extra_env=extra_env),
-    )
+    target = run_spec(cluster, run_dir, journal.original_spec, profile=profile,
+                      mem_limit=96 * 2**20, extra_env=extra_env,
+                      pod_annotations={UNPROFILED_ANNOTATION: "t"} if fresh_pod else None)  # fmt: skip
+    journal.record("patch", spec=target)
     steps = _json_patch_steps(journal.original_spec, target)
     for ops in steps[:cut]:
-        cluster.json("PATCH", path, body=ops, content_type="application/json-patch+json")
+        cluster.client.patch(path, ops, patch_type="json")
 
-    assert restore(cluster, journal, wait=False) in {"restored", "already-restored"}
-    after = cluster.json("GET", path)
+    assert restore(cluster, journal, wait=False).status in {"restored", "already-restored"}
+    after = cluster.client.get(path)
     assert after["spec"] == before["spec"]
     assert (after["metadata"].get("annotations") or {}).get("team") == (
         before["metadata"].get("annotations") or {}
     ).get("team")
-    assert is_restored(after, journal)
     if restore_twice:
-        assert restore(cluster, Journal.load(run_dir), wait=False) == "already-restored"
+        again = restore(cluster, Journal.load(run_dir), wait=False)
+        assert again.status == "already-restored" and not again.conflicts
 
 
 def _wait_gone(cluster: Cluster, path: str) -> None:
     import time
 
-    from triage.kube import ApiError
-
     for _ in range(100):
-        try:
-            cluster.json("GET", path)
-        except ApiError as e:
-            if e.not_found:
-                return
+        if cluster.client.get_or_none(path) is None:
+            return
         time.sleep(0.1)
 
 
-def test_run_patch_sets_limit_request_env_volume_and_capability(
+_TWO_CONTAINERS = _deployment(
+    "x",
+    [
+        {"name": "proxy", "image": "localhost/ambient-runner:dev"},
+        {
+            "name": "agentic-operator",
+            "image": "localhost/agentic-operator:dev",
+            "resources": {"requests": {"memory": "256Mi"}, "limits": {"memory": "512Mi"}},
+            "env": [
+                {"name": "LOG", "value": "info"},
+                {"name": "GOMEMLIMIT", "value": "400MiB"},
+            ],
+        },
+    ],
+)
+
+
+def _run_on_two_containers(
+    cluster: Cluster, namespace: str, run_dir: Path, *, profile: str
+) -> tuple[dict[str, Any], Journal]:
+    """_TWO_CONTAINERS as created, and the journal of a run (128 MiB, the full cache) that
+    patched it with `profile`'s changes."""
+    before = _create(cluster, namespace, _TWO_CONTAINERS)
+    journal = Journal.create(run_dir, cluster=cluster, deployment=before)
+    spec = run_spec(cluster, run_dir, journal.original_spec, profile=profile,
+                    mem_limit=128 * 2**20, extra_env={"AGENTIC_CACHE_MODE": "full"})  # fmt: skip
+    apply(cluster, journal, spec, timeout=60, details={})
+    return before, journal
+
+
+def test_run_patch_sets_limit_request_env_and_the_profilers_changes(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    shape = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "agentic-operator"},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": "x"}},
-            "template": {
-                "metadata": {"labels": {"app": "x"}},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "agentic-operator",
-                            "image": "localhost/agentic-operator:dev",
-                            "resources": {
-                                "requests": {"memory": "256Mi"},
-                                "limits": {"memory": "512Mi"},
-                            },
-                            "env": [{"name": "AGENTIC_PROFILE", "value": "off"}],
-                        }
-                    ]
-                },
-            },
-        },
-    }
-    before = _create(cluster, namespace, shape)
-    journal = Journal.create(tmp_path, cluster=cluster, deployment=before)
-    apply_run_patch(
-        cluster,
-        journal,
-        RunPatch(
-            mem_limit_bytes=128 * 2**20, profile="memray", extra_env={"AGENTIC_CACHE_MODE": "full"}
-        ),
-        timeout=60,
-    )
-    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/agentic-operator"
-    c = cluster.json("GET", path)["spec"]["template"]["spec"]["containers"][0]
+    before, journal = _run_on_two_containers(cluster, namespace, tmp_path, profile="pprof")
+    path = DEPLOYMENTS.path(namespace, "agentic-operator")
+    pod = cluster.client.get(path)["spec"]["template"]["spec"]
+    proxy, c = pod["containers"]
+    assert proxy == before["spec"]["template"]["spec"]["containers"][0]  # untouched
     assert c["resources"] == {"limits": {"memory": "128Mi"}, "requests": {"memory": "128Mi"}}
     env = {e["name"]: e.get("value") for e in c["env"]}
-    assert env == {
-        "AGENTIC_PROFILE": "memray",
-        "AGENTIC_PROFILE_DIR": "/profiles",
-        "AGENTIC_CACHE_MODE": "full",
-    }
-    assert {"name": "triage-profiles", "mountPath": "/profiles"} in c["volumeMounts"]
+    # GOMEMLIMIT keeps its ratio to the limit (400MiB of 512Mi -> 100MiB of 128Mi).
+    assert env == {"LOG": "info", "GOMEMLIMIT": "100MiB", "ENABLE_PPROF": "true",
+                   "AGENTIC_CACHE_MODE": "full"}  # fmt: skip
     steps = [s["step"] for s in Journal.load(tmp_path).steps]
     assert steps == ["patch", "patched"]
-    assert restore(cluster, journal, wait=False) == "restored"
-    assert cluster.json("GET", path)["spec"] == before["spec"]
+    assert restore(cluster, journal, wait=False).status == "restored"
+    assert cluster.client.get(path)["spec"] == before["spec"]
+
+
+def test_restore_keeps_what_another_writer_changed(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """An Argo CD-style revert of the limit, a scale and an env edit during the run: the
+    restore takes back only triage's changes; where both changed a field, theirs stays."""
+    _, journal = _run_on_two_containers(cluster, namespace, tmp_path, profile="py-spy")
+    path = DEPLOYMENTS.path(namespace, "agentic-operator")
+    live = cluster.client.get(path)
+    live["spec"]["replicas"] = 2
+    c = live["spec"]["template"]["spec"]["containers"][1]
+    c["resources"]["limits"]["memory"] = "384Mi"  # the other writer's limit
+    c["env"].insert(0, {"name": "THEIRS", "value": "1"})
+    cluster.client.replace(path, live)
+
+    result = restore(cluster, journal, wait=False)
+    after = cluster.client.get(path)["spec"]
+    assert after["replicas"] == 2
+    c = after["template"]["spec"]["containers"][1]
+    assert c["resources"]["limits"]["memory"] == "384Mi"
+    env = [e["name"] for e in c["env"]]
+    assert env == ["THEIRS", "LOG", "GOMEMLIMIT"]  # theirs kept, triage's own gone
+    assert c["resources"]["requests"]["memory"] == "256Mi"  # triage's lowered request undone
+    assert "shareProcessNamespace" not in after["template"]["spec"]
+    assert [x["name"] for x in after["template"]["spec"]["containers"]] == [
+        "proxy",
+        "agentic-operator",
+    ]
+    assert [k.path for k in result.conflicts] == [
+        "template.spec.containers[name=agentic-operator].resources.limits.memory"
+    ]
+    assert "replicas" in result.others
+    assert "the other writer's value was kept" in result.message
+    recorded = Journal.load(tmp_path).steps[-1]
+    assert recorded["step"] == "restore" and recorded["conflicts"][0]["now"] == "384Mi"
 
 
 def test_restore_command_after_kill_is_idempotent_and_refuses_a_recreated_object(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
-    doc = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "agentic-operator"},
-        "spec": {
-            "replicas": 0,
-            "selector": {"matchLabels": {"app": "y"}},
-            "template": {
-                "metadata": {"labels": {"app": "y"}},
-                "spec": {"containers": [{"name": "c", "image": "localhost/agentic-operator:dev"}]},
-            },
-        },
-    }
+    doc = _deployment("y", [{"name": "c", "image": "localhost/agentic-operator:dev"}])
     before = _create(cluster, namespace, doc)
     journal = Journal.create(tmp_path, cluster=cluster, deployment=before)
-    spec = patched_spec(
-        journal.original_spec,
-        deployment_name="agentic-operator",
-        patch=RunPatch(mem_limit_bytes=64 * 2**20, profile="py-spy"),
-    )
-    path = f"/apis/apps/v1/namespaces/{namespace}/deployments/agentic-operator"
+    spec = run_spec(cluster, tmp_path, journal.original_spec, profile="py-spy",
+                    mem_limit=64 * 2**20, container="c")  # fmt: skip
+    journal.record("patch", spec=spec)
+    path = DEPLOYMENTS.path(namespace, "agentic-operator")
     # What a killed run leaves behind: the run's spec in place, nobody left to restore it.
-    cluster.json("PATCH", path, body={"spec": spec}, content_type="application/merge-patch+json")
+    cluster.client.patch(path, {"spec": spec})
 
     def triage_restore() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -323,10 +369,10 @@ def test_restore_command_after_kill_is_idempotent_and_refuses_a_recreated_object
 
     first = triage_restore()
     assert first.returncode == 0, first.stderr
-    assert "restored from the journal" in first.stderr
-    assert cluster.json("GET", path)["spec"] == before["spec"]
+    assert "triage's changes were taken back" in first.stderr
+    assert cluster.client.get(path)["spec"] == before["spec"]
     second = triage_restore()
-    assert second.returncode == 0 and "already as recorded" in second.stderr
+    assert second.returncode == 0 and "already matched" in second.stderr
 
     kubectl("delete", "deployment", "agentic-operator", "-n", namespace, "--wait=true")
     _create(cluster, namespace, doc)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
+from tests.conftest import run_cli
 from triage import scenario as sc
-from triage.cli import app
 from triage.errors import UsageError
 from triage.exitcodes import ExitCode
 
@@ -65,6 +64,18 @@ def test_session_shape_is_read_and_checked(tmp_path: Path) -> None:
         sc._from_yaml(bad)
 
 
+def test_namespace_prefix_is_read_and_checked(tmp_path: Path) -> None:
+    assert sc.get("terminal-sessions").namespace_prefix == "oom-repro"
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("name: ok\nsession_phase: Completed\nnamespace_prefix: kopf-team-a\n")
+    assert sc._from_yaml(ok).namespace_prefix == "kopf-team-a"
+    for bad_prefix in ("Kopf", "-x", "x-", "a" * 51, "a_b", "1abc"):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"name: bad\nsession_phase: Completed\nnamespace_prefix: '{bad_prefix}'\n")
+        with pytest.raises(UsageError, match="namespace_prefix must be lowercase"):
+            sc._from_yaml(bad)
+
+
 def test_production_mix_keeps_the_upstream_ratios() -> None:
     full = sc.get("production-mix").sized(namespaces=763)
     totals = full.totals()
@@ -110,24 +121,21 @@ def test_unknown_scenario_lists_the_known_ones() -> None:
         assert name in e.value.message
 
 
-runner = CliRunner()
-
-
 def test_cli_list_shows_every_scenario() -> None:
-    result = runner.invoke(app, ["scenarios", "list"], env={"COLUMNS": "200"})
+    result = run_cli(["scenarios", "list"])
     assert result.exit_code == 0, result.output
     for name in EXPECTED:
         assert name in result.stdout
 
 
 def test_cli_show() -> None:
-    result = runner.invoke(app, ["scenarios", "show", "production-mix"], env={"COLUMNS": "200"})
+    result = run_cli(["scenarios", "show", "production-mix"])
     assert result.exit_code == 0, result.output
     assert "4,319" in result.stdout and "ProjectSettings" in result.stdout
 
 
 def test_cli_show_unknown_is_one_line_and_exit_2() -> None:
-    result = runner.invoke(app, ["scenarios", "show", "nope"], env={"COLUMNS": "400"})
+    result = run_cli(["scenarios", "show", "nope"])
     assert result.exit_code == int(ExitCode.USAGE)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, lines

@@ -22,19 +22,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from triage.commands.report import fail, headline, load_summary
-from triage.errors import TriageError
+from triage.commands.report import headline, load_summary
+from triage.errors import TriageError, UsageError
 from triage.exitcodes import ExitCode
 from triage.report import (
     BudgetResult,
     Budgets,
-    ReportError,
     RunSummary,
     evaluate_budgets,
     load_budgets,
     render_gate,
     render_report,
 )
+from triage.report.junit import write_junit
 
 DEFAULT_BUDGETS = Path(__file__).resolve().parent.parent / "budgets" / "ci.yaml"
 
@@ -50,6 +50,13 @@ EXAMPLES = """\
   Judge existing run directories against the budgets, without a cluster:
     triage ci --from reports/20240501-120000-terminal-sessions-1a2b --budgets my.yaml
 """
+
+#: The command's --help text (the docstring would keep its line breaks in `triage --help`).
+HELP = (
+    "Scalability regression gate: run the budgeted scenarios at CI size, render their "
+    "reports, and exit 1 naming every budget exceeded (bytes per session, steady RSS, "
+    "peak after restart, burst latency P50/P90/P99)."
+)
 
 
 class Size(enum.StrEnum):
@@ -83,16 +90,10 @@ def _run_all(
     for name in scenarios:
         try:
             run_dirs.append(run_scenario(scenario=name, size=size, out=out, kubeconfig=kubeconfig))
-        except KeyboardInterrupt:
-            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except TriageError as e:
-            # The orchestrator's typed errors carry the exit code of what went wrong
-            # (preflight, context refused, restore failed...); anything else is a bug and
-            # keeps its traceback.
-            Console(stderr=True, highlight=False).print(
-                f"[bold red]triage ci:[/bold red] {name}: {e.message}", soft_wrap=True
-            )
-            raise typer.Exit(int(e.exit_code)) from e
+            # Keep the orchestrator's exit code (preflight, restore failed...), name the scenario.
+            e.message = f"{name}: {e.message}"
+            raise
     return run_dirs
 
 
@@ -110,7 +111,14 @@ def _print_results(console: Console, results: Sequence[BudgetResult]) -> None:
     console.print(table)
 
 
-def gate(*, summaries: Sequence[RunSummary], budgets: Budgets, out: Path, console: Console) -> int:
+def gate(
+    *,
+    summaries: Sequence[RunSummary],
+    budgets: Budgets,
+    out: Path,
+    console: Console,
+    junit: Path | None = None,
+) -> int:
     """Render every report, evaluate budgets, write the gate summary; return the exit code."""
     for s in summaries:
         render_report(s, out_dir=s.run.path)
@@ -119,6 +127,8 @@ def gate(*, summaries: Sequence[RunSummary], budgets: Budgets, out: Path, consol
     written = render_gate(results=results, summaries=summaries, out_dir=out)
     _print_results(console, results)
     console.print(f"  wrote {written.markdown}\n  wrote {written.json}")
+    if junit is not None:
+        console.print(f"  wrote {write_junit(junit, results)}")
     exceeded = [r for r in results if r.exceeded]
     for r in exceeded:
         console.print(f"[bold red]budget exceeded[/] {r.describe}")
@@ -126,76 +136,71 @@ def gate(*, summaries: Sequence[RunSummary], budgets: Budgets, out: Path, consol
 
 
 def register(app: typer.Typer) -> None:
-    """Register the `ci` command on the app."""
+    app.command(name="ci", epilog=EXAMPLES, help=HELP)(ci_command)
 
-    @app.command(
-        "ci",
-        epilog=EXAMPLES,
-        help=(
-            "Scalability regression gate: run the budgeted scenarios at CI size, render "
-            "their reports, and exit 1 naming every budget exceeded (bytes per session, "
-            "steady RSS, peak after restart, burst latency P50/P90/P99)."
+
+def ci_command(
+    *,
+    budgets_file: Annotated[
+        Path,
+        typer.Option("--budgets", help="Budgets file (YAML).", show_default=False),
+    ] = DEFAULT_BUDGETS,
+    size: Annotated[
+        Size, typer.Option("--size", help="Scenario size: ci (minutes) or small.")
+    ] = Size.ci,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for run directories and the gate summary.")
+    ] = Path("reports"),
+    from_runs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            metavar="RUN_DIR",
+            help="Evaluate this existing run directory instead of running (repeatable); "
+            "never touches a cluster.",
         ),
-    )
-    def ci_command(
-        *,
-        budgets_file: Annotated[
-            Path,
-            typer.Option("--budgets", help="Budgets file (YAML).", show_default=False),
-        ] = DEFAULT_BUDGETS,
-        size: Annotated[
-            Size, typer.Option("--size", help="Scenario size: ci (minutes) or small.")
-        ] = Size.ci,
-        out: Annotated[
-            Path, typer.Option("--out", help="Directory for run directories and the gate summary.")
-        ] = Path("reports"),
-        from_runs: Annotated[
-            list[Path] | None,
-            typer.Option(
-                "--from",
-                metavar="RUN_DIR",
-                help="Evaluate this existing run directory instead of running (repeatable); "
-                "never touches a cluster.",
-            ),
-        ] = None,
-        only: Annotated[
-            list[str] | None,
-            typer.Option(
-                "--scenario", metavar="NAME", help="Run only this budgeted scenario (repeatable)."
-            ),
-        ] = None,
-        kubeconfig: Annotated[
-            Path | None,
-            typer.Option(
-                "--kubeconfig",
-                envvar="TRIAGE_KUBECONFIG",
-                help="Kubeconfig of the kind or local cluster to run on.",
-            ),
-        ] = None,
-    ) -> None:
-        console = Console(highlight=False)
-        try:
-            budgets = load_budgets(budgets_file)
-        except ReportError as e:
-            fail("ci", e)
-        if only:
-            unknown = sorted(set(only) - set(budgets.scenarios))
-            if unknown:
-                fail("ci", f"no budgets for scenario(s) {', '.join(unknown)} in {budgets_file}")
-            budgets = Budgets(
-                scenarios={k: v for k, v in budgets.scenarios.items() if k in only},
-                source=budgets.source,
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario", metavar="NAME", help="Run only this budgeted scenario (repeatable)."
+        ),
+    ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option(
+            "--junit", metavar="FILE", help="Also write JUnit XML: one test case per budget."
+        ),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            envvar="TRIAGE_KUBECONFIG",
+            help="Kubeconfig of the kind or local cluster to run on.",
+        ),
+    ] = None,
+) -> None:
+    console = Console(highlight=False)
+    budgets = load_budgets(budgets_file)
+    if only:
+        unknown = sorted(set(only) - set(budgets.scenarios))
+        if unknown:
+            raise UsageError(
+                f"no budgets for scenario(s) {', '.join(unknown)} in {budgets_file}; "
+                f"budgeted: {', '.join(budgets.scenarios)}"
             )
+        budgets = Budgets(
+            scenarios={k: v for k, v in budgets.scenarios.items() if k in only},
+            source=budgets.source,
+        )
 
-        if from_runs:
-            run_dirs = list(from_runs)
-        else:
-            run_dirs = _run_all(
-                scenarios=list(budgets.scenarios), size=size.value, out=out, kubeconfig=kubeconfig
-            )
-        try:
-            summaries = [load_summary(d) for d in run_dirs]
-            code = gate(summaries=summaries, budgets=budgets, out=out, console=console)
-        except ReportError as e:
-            fail("ci", e)
-        raise typer.Exit(code)
+    if from_runs:
+        run_dirs = list(from_runs)
+    else:
+        run_dirs = _run_all(
+            scenarios=list(budgets.scenarios), size=size.value, out=out, kubeconfig=kubeconfig
+        )
+    summaries = [load_summary(d) for d in run_dirs]
+    code = gate(summaries=summaries, budgets=budgets, out=out, console=console, junit=junit)
+    raise typer.Exit(code)

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import webbrowser
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from triage.exitcodes import ExitCode
-from triage.report import ReportError, RunSummary, load_run, render_report, summarize
+from triage.quantity import human_bytes
+from triage.report import RunSummary, render_report, summarize
 from triage.report.render import verdict
-from triage.report.units import human_bytes
+from triage.rundir import load_run, resolve_run_dir
 
 EXAMPLES = """\
 [bold]Examples[/bold]
@@ -32,30 +32,16 @@ EXAMPLES = """\
     triage report reports/demo --out /tmp/review
 """
 
-
-def fail(command: str, error: Exception | str) -> NoReturn:
-    """Print one clear line and exit with the usage code (shared by report, compare, ci)."""
-    Console(stderr=True, highlight=False).print(
-        f"[bold red]triage {command}:[/bold red] {error}", markup=True, soft_wrap=True
-    )
-    raise typer.Exit(int(ExitCode.USAGE))
-
-
-def resolve_run_dir(path: Path) -> Path:
-    """Accept a run directory, or a directory holding runs (then the newest one).
-
-    `reproduce --out reports/demo` followed by `report reports/demo` should just work; run ids
-    start with a UTC timestamp, so the newest run is the last name in sort order.
-    """
-    if path.is_dir() and not (path / "run.json").exists():
-        runs = sorted(p for p in path.iterdir() if p.is_dir() and (p / "run.json").is_file())
-        if runs:
-            return runs[-1]
-    return path
+#: The command's --help text (the docstring would keep its line breaks in `triage --help`).
+HELP = (
+    "Render a run directory into report.html (one self-contained file), summary.md "
+    "(for a PR comment) and summary.json (for machines). Works offline from the run "
+    "directory alone."
+)
 
 
 def load_summary(run_dir: Path, *, target_sessions: int | None = None) -> RunSummary:
-    """Load and analyse one run directory; raises ReportError on a bad directory."""
+    """Load and analyse one run directory (or the newest run under a directory)."""
     return summarize(load_run(resolve_run_dir(run_dir)), target_sessions=target_sessions)
 
 
@@ -78,53 +64,44 @@ def headline(s: RunSummary) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    """Register the `report` command on the app."""
+    app.command(name="report", epilog=EXAMPLES, help=HELP)(report_command)
 
-    @app.command(
-        "report",
-        epilog=EXAMPLES,
-        help=(
-            "Render a run directory into report.html (one self-contained file), summary.md "
-            "(for a PR comment) and summary.json (for machines). Works offline from the "
-            "run directory alone."
+
+def report_command(
+    *,
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RUN_DIR",
+            help="Run directory written by `triage reproduce` "
+            "(or a directory of runs: the newest is used).",
         ),
-    )
-    def report_command(
-        *,
-        run_dir: Annotated[
-            Path,
-            typer.Argument(
-                metavar="RUN_DIR",
-                help="Run directory written by `triage reproduce` "
-                "(or a directory of runs: the newest is used).",
-            ),
-        ],
-        out: Annotated[
-            Path | None,
-            typer.Option("--out", help="Directory for the outputs (default: RUN_DIR itself)."),
-        ] = None,
-        target_sessions: Annotated[
-            int | None,
-            typer.Option(
-                "--target-sessions",
-                min=1,
-                help="Sessions the recommended limit must hold "
-                "(default: 2x the OOM point, or the upstream 4,319 when the run did not OOM).",
-            ),
-        ] = None,
-        open_browser: Annotated[
-            bool, typer.Option("--open", help="Open report.html in a browser afterwards.")
-        ] = False,
-    ) -> None:
-        try:
-            summary = load_summary(run_dir, target_sessions=target_sessions)
-            written = render_report(summary, out_dir=out or summary.run.path)
-        except ReportError as e:
-            fail("report", e)
-        console = Console(highlight=False)
-        console.print(headline(summary))
-        for path in (written.html, written.markdown, written.json):
-            if path is not None:
-                console.print(f"  wrote {path}")
-        if open_browser and written.html is not None:
-            webbrowser.open(written.html.resolve().as_uri())
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Directory for the outputs (default: RUN_DIR itself)."),
+    ] = None,
+    target_sessions: Annotated[
+        int | None,
+        typer.Option(
+            "--target-sessions",
+            min=1,
+            help="Sessions the recommended limit must hold "
+            "(default: 2x the OOM point, or the upstream 4,319 when the run did not OOM).",
+        ),
+    ] = None,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open report.html in a browser afterwards.")
+    ] = False,
+) -> None:
+    summary = load_summary(run_dir, target_sessions=target_sessions)
+    written = render_report(summary, out_dir=out or summary.run.path)
+    console = Console(highlight=False)
+    console.print(headline(summary))
+    if summary.why:
+        console.print(f"  why: {summary.why}", markup=False)
+    for path in (written.html, written.markdown, written.json):
+        if path is not None:
+            console.print(f"  wrote {path}")
+    if open_browser and written.html is not None:
+        webbrowser.open(written.html.resolve().as_uri())

@@ -8,14 +8,15 @@ cost a half-patched operator.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from triage.errors import TriageError
-from triage.exitcodes import ExitCode
+from triage.exitcodes import DESCRIPTIONS
 
-_EPILOG = """[bold]Examples[/bold]
+_EPILOG = (
+    """[bold]Examples[/bold]
 
   Drive the local operator to an OOMKill at 128Mi, the upstream reproducer's load:
     triage reproduce --mem-limit 128Mi --namespaces 300 --sessions-per-ns 5 --batch-size 50
@@ -29,10 +30,20 @@ _EPILOG = """[bold]Examples[/bold]
   An operator deployed elsewhere, on a kind cluster:
     triage reproduce --context kind-dev --operator-namespace ops --operator-deployment agentic-operator
 
-[bold]Exit codes[/bold]  0 done (OOM reached or all batches), 2 bad input, 3 preflight failed,
-4 context refused, 5 run failed (Deployment restored), 6 restore failed (run
-`triage restore RUN_DIR`), 130 interrupted (Deployment restored).
+[bold]Your own operator[/bold]
+    triage reproduce --operator-namespace shop --operator-deployment widget-operator \\
+        --scenario ./widgets.yaml --profile py-spy --mem-limit 96Mi --cleanup
+
+[bold]Exit codes[/bold]
 """
+    + "\n".join(f"  {int(code):>3}  {text}" for code, text in DESCRIPTIONS.items())
+    + "\n"
+)
+
+
+def _scenario_size(flag: str, what: str) -> Any:
+    """An option that overrides one of the scenario's sizes; unset, the scenario decides."""
+    return typer.Option(None, flag, help=f"{what} (default: the scenario's).")
 
 
 def register(app: typer.Typer) -> None:
@@ -43,25 +54,75 @@ def reproduce_command(
     mem_limit: str = typer.Option(
         "128Mi", "--mem-limit", help="Operator memory limit for the run (128Mi, 1Gi, 512M, bytes)."
     ),
-    namespaces: int | None = typer.Option(
-        None, "--namespaces", help="Namespaces to create (default: the scenario's)."
-    ),
-    sessions_per_ns: int | None = typer.Option(
-        None, "--sessions-per-ns", help="Sessions per namespace (default: the scenario's)."
-    ),
-    batch_size: int | None = typer.Option(
-        None, "--batch-size", help="Namespaces per batch (default: the scenario's)."
-    ),
     scenario: str = typer.Option(
         "",
         "--scenario",
-        help="Load scenario, see `triage scenarios list` (default terminal-sessions).",
+        help="Load scenario: a name from `triage scenarios list`, or a YAML file of your own "
+        "(objects of any kind from templates). Default terminal-sessions.",
+    ),
+    namespaces: int | None = _scenario_size("--namespaces", "Namespaces to create"),
+    sessions_per_ns: int | None = _scenario_size("--sessions-per-ns", "Sessions per namespace"),
+    batch_size: int | None = _scenario_size("--batch-size", "Namespaces per batch"),
+    max_batches: int | None = typer.Option(
+        None, "--max-batches", help="Stop after this many batches even without an OOM."
+    ),
+    shape_sweep: bool = typer.Option(
+        False,
+        "--shape-sweep",
+        help="Alternate production and minimal sessions per batch: separates the cost per "
+        "object from the cost per byte.",
     ),
     profile: str = typer.Option(
-        "memray", "--profile", help="Profile per batch: memray, py-spy or none."
+        "memray",
+        "--profile",
+        help="memray (Python heap; memray in the image), py-spy (a sidecar; where threads "
+        "are), pprof (Go heap), or none.",
+    ),
+    container: str | None = typer.Option(
+        None, "--container", help="The operator's container when the pod has several."
+    ),
+    target_command: str | None = typer.Option(
+        None,
+        "--target-command",
+        help="The operator's command line, when neither the Deployment nor /proc/1/cmdline "
+        "tells it (e.g. 'kopf run /app/op.py').",
+    ),
+    native: bool = typer.Option(False, "--native", help="memray: record native (C) frames too."),
+    python_allocators: bool = typer.Option(
+        True,
+        "--python-allocators/--no-python-allocators",
+        help="memray: trace Python's allocator, so sites name objects, not 1 MiB arenas.",
+    ),
+    pprof_port: int = typer.Option(
+        6060, "--pprof-port", help="pprof: the port /debug/pprof is on."
+    ),
+    pprof_env: str = typer.Option(
+        "ENABLE_PPROF=true", "--pprof-env", help="pprof: the env entry that turns it on."
+    ),
+    pyspy_image: str = typer.Option(
+        "localhost/triage-pyspy:dev", "--pyspy-image", help="py-spy: the sidecar image."
+    ),
+    restart_at: int | None = typer.Option(
+        None,
+        "--restart-at",
+        metavar="SESSIONS",
+        help="Restart the operator once this many sessions exist and measure the re-list.",
+    ),
+    cold_start: bool = typer.Option(
+        True,
+        "--cold-start/--no-cold-start",
+        help="Restart the operator at the end of a run that survived and measure the re-list.",
     ),
     cleanup: bool = typer.Option(
-        False, "--cleanup/--keep", help="Delete what the run created when it ends, or keep it."
+        False,
+        "--cleanup/--keep",
+        help="Delete what the run created (in the background, after the verdict), or keep it.",
+    ),
+    cleanup_wait: bool = typer.Option(
+        False, "--cleanup-wait", help="Wait for the background cleanup before exiting."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print what the run would change and create; change nothing."
     ),
     context: str | None = typer.Option(
         None, "--context", help="Kube context (default: the kubeconfig's current one)."
@@ -81,16 +142,17 @@ def reproduce_command(
     concurrency: int = typer.Option(
         32, "--concurrency", help="Concurrent requests over the shared connection pool."
     ),
-    settle: float = typer.Option(
-        5.0, "--settle", help="Seconds to let the operator settle after each batch."
+    settle_max: float = typer.Option(
+        30.0,
+        "--settle-max",
+        help="Longest wait after a batch for the operator to go idle and its memory to stop "
+        "moving.",
     ),
     settle_after_oom: float = typer.Option(
         30.0,
         "--settle-after-oom",
-        help="Seconds to keep sampling after the OOMKill (restart peak).",
-    ),
-    max_batches: int | None = typer.Option(
-        None, "--max-batches", help="Stop after this many batches even without an OOM."
+        help="Seconds to keep sampling after the OOMKill; then on (as long again, at least 60 s) "
+        "until the restarted operator holds steady or is killed again.",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Run directory (default reports/<run-id>/)."
@@ -108,34 +170,41 @@ def reproduce_command(
     ),
 ) -> None:
     """Drive the operator to an OOMKill, measure every batch, restore the Deployment exactly."""
-    console = Console(stderr=True)
     # Imported here: the orchestrator pulls in the cluster client, which other commands
     # (report, compare) must not pay for.
-    from triage.reproduce import ReproduceOptions, parse_env_pairs, run
+    from triage.options import ReproduceOptions, parse_env_pairs
+    from triage.reproduce import run
 
-    try:
-        options = ReproduceOptions(
-            mem_limit=mem_limit,
-            scenario=scenario,
-            namespaces=namespaces,
-            sessions_per_ns=sessions_per_ns,
-            batch_size=batch_size,
-            profile=profile,
-            cleanup=cleanup,
-            context=context,
-            kubeconfig=kubeconfig,
-            operator_namespace=operator_namespace,
-            operator_deployment=operator_deployment,
-            concurrency=concurrency,
-            settle=settle,
-            settle_after_oom=settle_after_oom,
-            max_batches=max_batches,
-            out=out,
-            allow_any_context=allow_any_context,
-            set_env=parse_env_pairs(set_env),
-        )
-        run(options, console=console)
-    except TriageError as e:
-        console.print(f"[red]error:[/red] {e.message}", highlight=False, soft_wrap=True)
-        raise typer.Exit(int(e.exit_code)) from e
-    raise typer.Exit(int(ExitCode.OK))
+    options = ReproduceOptions(
+        mem_limit=mem_limit,
+        scenario=scenario,
+        namespaces=namespaces,
+        sessions_per_ns=sessions_per_ns,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        shape_sweep=shape_sweep,
+        profile=profile,
+        container=container,
+        target_command=target_command,
+        native=native,
+        python_allocators=python_allocators,
+        pprof_port=pprof_port,
+        pprof_env=pprof_env,
+        pyspy_image=pyspy_image,
+        restart_at=restart_at,
+        cold_start=cold_start,
+        cleanup=cleanup,
+        cleanup_wait=cleanup_wait,
+        dry_run=dry_run,
+        context=context,
+        kubeconfig=kubeconfig,
+        operator_namespace=operator_namespace,
+        operator_deployment=operator_deployment,
+        concurrency=concurrency,
+        settle_max=settle_max,
+        settle_after_oom=settle_after_oom,
+        out=out,
+        allow_any_context=allow_any_context,
+        set_env=parse_env_pairs(set_env),
+    )
+    run(options, console=Console(stderr=True))

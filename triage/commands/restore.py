@@ -2,7 +2,9 @@
 
 A run restores on its own when it ends, is interrupted or gets SIGTERM; this command is for
 the cases it could not (kill -9, a lost machine). It needs nothing but the run directory,
-and running it twice is harmless.
+takes back only what triage changed (another writer's changes stay), deletes what triage
+created beside the Deployment, and releases the run's lock on the cluster. Running it twice
+is harmless.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.console import Console
 
-from triage.deployment_patch import restore
-from triage.errors import TriageError
-from triage.exitcodes import ExitCode
+from agentic_operator.resources import LEASES
+from triage import lock
+from triage.cluster import connect
 from triage.journal import Journal
-from triage.kube import connect
-from triage.output import err_console, fail
+from triage.restore import restore
 
 _EPILOG = """[bold]Examples[/bold]
 
@@ -37,19 +39,21 @@ def restore_command(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the restored rollout."),
     timeout: float = typer.Option(180.0, min=1, help="Seconds to wait for the rollout."),
 ) -> None:
-    """Restore the operator Deployment exactly as the run's journal recorded it."""
-    try:
-        journal = Journal.load(run_dir)
-        recorded = journal.cluster
-        cluster = connect(
-            kubeconfig=kubeconfig or recorded.get("kubeconfig"),
-            context=context or recorded.get("context"),
-        )
-        result = restore(cluster, journal, timeout=timeout, wait=wait)
-    except TriageError as e:
-        fail(e)
-    what = (
-        "was already as recorded" if result == "already-restored" else "restored from the journal"
+    """Restore the operator Deployment as the run's journal recorded it, and release its lock."""
+    journal = Journal.load(run_dir)
+    recorded = journal.cluster
+    cluster = connect(
+        kubeconfig=kubeconfig or recorded.get("kubeconfig"),
+        context=context or recorded.get("context"),
     )
-    err_console.print(f"Deployment {journal.namespace}/{journal.name} {what}.")
-    raise typer.Exit(int(ExitCode.OK))
+    result = restore(cluster, journal, timeout=timeout, wait=wait)
+    out = Console(stderr=True, highlight=False)
+    out.print(f"Deployment {journal.namespace}/{journal.name}: {result.message}.")
+    held = journal.lock
+    if held is not None:
+        released = lock.release(
+            cluster.client, LEASES.path(held["namespace"], held["name"]), journal.run_id
+        )
+        journal.record("unlock", released=released, by="triage restore")
+        if released:
+            out.print(f"released the run lock {held['namespace']}/{held['name']}.")

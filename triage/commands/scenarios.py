@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 
 from triage import scenario as scenarios_mod
-from triage.errors import TriageError
 
 _EPILOG = """[bold]Examples[/bold]
 
@@ -36,11 +35,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(group, name="scenarios")
 
 
-def _fail(e: TriageError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {e.message}", highlight=False)
-    return typer.Exit(int(e.exit_code))
-
-
 def list_command() -> None:
     """List the scenarios with what a full-size run creates."""
     table = Table(title="triage scenarios")
@@ -48,10 +42,7 @@ def list_command() -> None:
         table.add_column(
             col, justify="right" if col in ("batches", "namespaces", "sessions", "pods") else "left"
         )
-    try:
-        known = scenarios_mod.scenarios()
-    except TriageError as e:
-        raise _fail(e) from e
+    known = scenarios_mod.scenarios()
     for name, sc in known.items():
         totals = sc.totals()
         table.add_row(
@@ -71,10 +62,7 @@ def show_command(
     size: str = typer.Option("full", help="Size to show: full, ci or small."),
 ) -> None:
     """Show one scenario: its settings, sizes and what a run creates."""
-    try:
-        sc = scenarios_mod.get(name).sized(size)
-    except TriageError as e:
-        raise _fail(e) from e
+    sc = scenarios_mod.get(name).sized(size)
     totals = sc.totals()
     table = Table(title=f"scenario {sc.name} ({size})", show_header=False)
     table.add_column(style="dim")

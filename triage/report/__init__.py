@@ -7,27 +7,20 @@ the cluster that produced it is gone.
 
 from __future__ import annotations
 
-from triage.report.analysis import RunSummary, summarize
 from triage.report.budgets import BudgetResult, Budgets, evaluate_budgets, load_budgets
 from triage.report.compare import Comparison, compare_runs
-from triage.report.errors import BudgetFileError, ReportError, RunDirError
 from triage.report.render import Written, render_compare, render_gate, render_report
-from triage.report.rundir import RunDir, load_run
+from triage.report.summary import RunSummary, summarize
 
 __all__ = [
-    "BudgetFileError",
     "BudgetResult",
     "Budgets",
     "Comparison",
-    "ReportError",
-    "RunDir",
-    "RunDirError",
     "RunSummary",
     "Written",
     "compare_runs",
     "evaluate_budgets",
     "load_budgets",
-    "load_run",
     "render_compare",
     "render_gate",
     "render_report",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from triage.report.analysis import RunSummary
+from triage.report.summary import RunSummary
 
 DEFAULT_THRESHOLD = 0.10
 
@@ -112,7 +112,7 @@ def _change(
 #: Summary fields compared as they are, where more is worse: (attribute, label, unit).
 _WORSE_WHEN_HIGHER: tuple[tuple[str, str, Unit], ...] = (
     ("peak_working_set_bytes", "Peak working set", "bytes"),
-    ("steady_rss_bytes", "Steady RSS", "bytes"),
+    ("steady_measure_bytes", "Steady memory (unreclaimable)", "bytes"),
     ("restart_peak_bytes", "Peak after restart", "bytes"),
     ("cumulative_ooms", "Cumulative OOMs", "count"),
 )

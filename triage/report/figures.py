@@ -1,232 +1,140 @@
-"""Matplotlib figures of a run, as base64 PNG data URIs ready to inline in one HTML file.
+"""Matplotlib figures of one run (and of two runs compared), drawn from the samples frame.
 
-Figures are built with the object-oriented API (`matplotlib.figure.Figure`) and rendered by
-the Agg canvas: no pyplot global state and no display, so rendering is the same on a laptop,
-in CI and inside a test, and two reports can be rendered in one process without interfering.
-PNG rather than SVG because matplotlib's SVG embeds glyph paths per text element and grows
-large with many markers; a PNG at 2x density stays sharp and small.
+Each figure answers one question a reviewer asks: how memory grows with sessions (and which
+memory: what the kernel cannot reclaim, against the working set), what the memory is made of
+batch by batch, where the line meets the limit, what restarted and when, what a cold start
+costs, which code the growth comes from, and how long runners take to start.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+import functools
+from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.figure import Figure as MplFigure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, MultipleLocator
+from matplotlib.ticker import MaxNLocator
 
-from triage.report.analysis import RunSummary
-from triage.report.units import MI
-
-# One palette for every figure so "working set" is the same colour everywhere.
-WS = "#2563eb"
-RSS = "#0d9488"
-LIMIT = "#dc2626"
-OOM = "#b91c1c"
-PEAK = "#d97706"
-FIT = "#7c3aed"
-MUTED = "#94a3b8"
-BASE = "#64748b"
-NEW = "#ea580c"
-DPI = 100
-SESSIONS = "sessions created"
-LegendLoc = Literal["best", "lower right", "upper left"]
-
-
-@dataclass(frozen=True, slots=True)
-class Figure:
-    """One rendered figure: what the template needs and nothing else."""
-
-    id: str
-    title: str
-    caption: str
-    data_uri: str
-    alt: str
+from triage.quantity import MI
+from triage.report.plot import (
+    ANON,
+    BASE,
+    CACHE,
+    FIT,
+    HEAP,
+    MEASURE,
+    MUTED,
+    NEW,
+    OOM,
+    PEAK,
+    REST,
+    RSS,
+    SESSIONS,
+    WS,
+    Figure,
+    figure,
+    legend,
+    limit_line,
+    memory_axes,
+    mib_axis,
+    new_axes,
+)
+from triage.report.sites import short_file
+from triage.report.summary import RunSummary
 
 
-def _new(width: float = 8.0, height: float = 3.6, ncols: int = 1) -> tuple[MplFigure, list[Axes]]:
-    fig = MplFigure(figsize=(width, height), dpi=DPI, layout="constrained")
-    axes = fig.subplots(1, ncols, squeeze=False)[0]
-    for ax in axes:
-        ax.grid(True, color="#e2e8f0", linewidth=0.8)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-        for side in ("left", "bottom"):
-            ax.spines[side].set_color("#cbd5e1")
-        ax.tick_params(colors="#475569", labelsize=9)
-    return fig, list(axes)
+def _curve_rows(s: RunSummary) -> pd.DataFrame:
+    # The sample that saw the kill carries the restarted process's reading; drawn on the line
+    # it would look like memory fell, so it gets a marker of its own instead.
+    f = s.frame
+    return f[f["kind"].isin(["baseline", "batch"]) & ~f["oom_killed"].astype(bool)]
 
 
-def _encode(fig: MplFigure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI * 2, facecolor="white")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _mib_axis(ax: Axes) -> None:
-    """Ticks on round binary sizes (16, 32, 64 Mi...), the way limits are actually written.
-
-    Call after the data and the y-limits are set: the step depends on the visible range.
-    """
-    top = ax.get_ylim()[1] / MI
-    step = 1.0
-    while top / step > 8:
-        step *= 2
-    ax.yaxis.set_major_locator(MultipleLocator(step * MI))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v / MI:,.0f} Mi"))
-
-
-def _int_axis(ax: Axes) -> None:
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,.0f}"))
-
-
-def _legend(ax: Axes, loc: LegendLoc = "best") -> None:
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False, loc=loc)
-
-
-def _memory_axes(ax: Axes, *, xlabel: str) -> None:
-    """Memory from zero up in binary sizes; sessions on x are written as whole numbers.
-
-    Call after the data is drawn: the y ticks depend on the visible range.
-    """
-    ax.set_xlabel(xlabel, fontsize=9)
-    ax.set_ylim(bottom=0)
-    _mib_axis(ax)
-    if xlabel == SESSIONS:
-        _int_axis(ax)
-
-
-def _figure(fig_id: str, title: str, caption: str, fig: MplFigure) -> Figure:
-    return Figure(id=fig_id, title=title, caption=caption, data_uri=_encode(fig), alt=title)
-
-
-def _limit_line(ax: Axes, limit: int | None, *, label: bool = True) -> None:
-    if limit is not None:
-        ax.axhline(
-            limit,
-            color=LIMIT,
-            linestyle="--",
-            linewidth=1.2,
-            label=f"limit {limit / MI:,.0f}Mi" if label else None,
-        )
+def _label(s: RunSummary) -> str:
+    return s.measure.label if s.measure else "working set"
 
 
 def memory_vs_sessions(s: RunSummary, *, ax: Axes | None = None, label: str = "") -> Figure | None:
-    """Memory per batch against sessions created, with the limit, the OOM and the restart peak."""
-    # The sample that saw the kill carries the restarted process's reading; drawn on the line
-    # it would look like memory fell, so it gets a marker of its own instead.
-    rows = [r for r in s.rows if r.kind in ("baseline", "batch") and not r.oom_killed]
-    if not rows:
+    """The headline memory and the working set per batch against sessions, with the limit."""
+    rows = _curve_rows(s)
+    if rows.empty:
         return None
-    own = ax is None
-    fig: MplFigure | None = None
+    fig = None
     if ax is None:
-        fig, (ax,) = _new()
-    x = [r.sessions for r in rows]
-    ws = [r.working_set_bytes if r.working_set_bytes is not None else np.nan for r in rows]
-    rss = [r.rss_bytes if r.rss_bytes is not None else np.nan for r in rows]
-    ax.plot(x, ws, color=WS, marker="o", markersize=3.5, linewidth=1.6, label=f"{label}working set")
-    ax.plot(x, rss, color=RSS, linestyle=":", linewidth=1.4, label=f"{label}RSS")
-    _limit_line(ax, s.limit_bytes)
+        fig, (ax,) = new_axes()
+    column = s.memory_column
+    ax.plot(rows["sessions"], rows[column], color=MEASURE, marker="o", markersize=3.5,
+            linewidth=1.8, label=f"{label}{_label(s)}")  # fmt: skip
+    if column != "working_set_bytes":
+        ax.plot(rows["sessions"], rows["working_set_bytes"], color=WS, linestyle="--",
+                linewidth=1.2, label=f"{label}working set")  # fmt: skip
+    limit_line(ax, s.limit_bytes)
     if s.oom_sessions is not None:
         ax.axvline(s.oom_sessions, color=OOM, linewidth=1, alpha=0.5)
-        # The kill happened when usage hit the limit, whatever the last scrape read.
-        y_oom = s.limit_bytes if s.limit_bytes is not None else s.peak_working_set_bytes
-        if y_oom is not None:
-            ax.scatter(
-                [s.oom_sessions],
-                [y_oom],
-                marker="X",
-                s=80,
-                color=OOM,
-                zorder=6,
-                label=f"OOMKilled @ {s.oom_sessions:,} sessions",
-            )
+        y = s.limit_bytes if s.limit_bytes is not None else s.peak_working_set_bytes
+        if y is not None:
+            ax.scatter([s.oom_sessions], [y], marker="X", s=80, color=OOM, zorder=6,
+                       label=f"OOMKilled @ {s.oom_sessions:,} sessions")  # fmt: skip
     if s.restart_peak_bytes is not None:
-        at = s.oom_sessions if s.oom_sessions is not None else x[-1]
-        ax.scatter(
-            [at],
-            [s.restart_peak_bytes],
-            marker="^",
-            # Hollow and above the OOM marker: in a crash loop both sit on the limit line.
-            s=130,
-            facecolors="none",
-            edgecolors=PEAK,
-            linewidths=1.8,
-            zorder=7,
-            label=f"restart peak {s.restart_peak_bytes / MI:,.0f}Mi",
-        )
+        at = s.oom_sessions if s.oom_sessions is not None else float(rows["sessions"].iloc[-1])
+        # Hollow and above the OOM marker: in a crash loop both sit on the limit line.
+        ax.scatter([at], [s.restart_peak_bytes], marker="^", s=130, facecolors="none",
+                   edgecolors=PEAK, linewidths=1.8, zorder=7,
+                   label=f"restart peak {s.restart_peak_bytes / MI:,.0f}Mi")  # fmt: skip
     ax.set_ylabel("memory", fontsize=9)
-    _memory_axes(ax, xlabel=SESSIONS)
-    # Memory climbs from lower left to upper right: the lower right corner is the free one.
-    _legend(ax, "lower right")
-    if not own or fig is None:
+    memory_axes(ax, xlabel=SESSIONS)
+    legend(ax, "lower right")
+    if fig is None:
         return None
-    return _figure(
+    return figure(
         "memory-vs-sessions",
         "Memory against sessions created",
-        "Working set (solid) and RSS (dotted) per batch; dashed red is the container limit, "
-        "✕ the OOM kill, △ the highest reading after the restart.",
+        f"Solid: {_label(s)} per batch, what the OOM killer acts on; dashed: the working set, "
+        "which also counts page cache. Dashed red is the limit, ✕ the OOM kill, △ the highest "
+        "reading after the restart.",
         fig,
     )
 
 
-def memory_over_time(s: RunSummary) -> Figure | None:
-    rows = list(s.rows)
-    if not rows:
+def breakdown_figure(s: RunSummary) -> Figure | None:
+    """Stacked per batch: heap / other anonymous / file cache / the rest of the usage."""
+    f = s.frame
+    rows = f[f["kind"].isin(["baseline", "batch"]) & ~f["oom_killed"].astype(bool)]
+    anon = rows["unreclaimable_bytes"].fillna(rows["rss_bytes"])
+    if rows.empty or anon.isna().all():
         return None
-    fig, (ax,) = _new(height=3.2)
-    t = [r.t_seconds for r in rows]
-    ax.plot(
-        t,
-        [r.working_set_bytes if r.working_set_bytes is not None else np.nan for r in rows],
-        color=WS,
-        marker="o",
-        markersize=3,
-        linewidth=1.4,
-        label="working set",
-    )
-    ax.plot(
-        t,
-        [r.rss_bytes if r.rss_bytes is not None else np.nan for r in rows],
-        color=RSS,
-        linestyle=":",
-        linewidth=1.3,
-        label="RSS",
-    )
-    _limit_line(ax, s.limit_bytes)
-    post = [r for r in rows if r.kind == "post-oom"]
-    if post:
-        ax.axvspan(post[0].t_seconds, post[-1].t_seconds, color=PEAK, alpha=0.08, label="after OOM")
-    for r in rows:
-        if r.oom_killed:
-            ax.axvline(r.t_seconds, color=OOM, linewidth=1, alpha=0.6)
-    if s.restart_peak_bytes is not None and s.restart_peak_t is not None:
-        ax.scatter(
-            [s.restart_peak_t],
-            [s.restart_peak_bytes],
-            marker="^",
-            s=60,
-            facecolors="none",
-            edgecolors=PEAK,
-            linewidths=1.6,
-            zorder=5,
-            label="restart peak",
-        )
-    _memory_axes(ax, xlabel="seconds since start")
-    _legend(ax)
-    return _figure(
-        "memory-over-time",
-        "Memory over time",
-        "The same readings against wall time, including the samples taken after the OOM; "
-        "red lines mark OOM kills, the shaded span is the post-OOM observation window.",
+    heap = rows["heap_bytes"].clip(upper=anon)
+    other = anon - heap.fillna(0)
+    cache = rows["cache_bytes"]
+    top = rows["usage_bytes"].fillna(rows["working_set_bytes"])
+    rest = (top - anon - cache.fillna(0)).clip(lower=0)
+    x = np.arange(len(rows))
+    fig, (ax,) = new_axes(height=3.4)
+    bottom = np.zeros(len(rows))
+    parts = [
+        (heap, HEAP, "heap (profiler)"),
+        (other, ANON, "other anonymous" if heap.notna().any() else "anonymous"),
+        (cache, CACHE, "file cache"),
+        (rest, REST, "the rest (kernel, inactive)"),
+    ]
+    for values, color, name in parts:
+        if values.notna().any():
+            v = values.fillna(0).to_numpy(dtype=float)
+            ax.bar(x, v, bottom=bottom, color=color, edgecolor="white", linewidth=0.5, label=name)
+            bottom = bottom + v
+    limit_line(ax, s.limit_bytes)
+    ax.set_xticks(x, [str(int(b)) for b in rows["batch"]], fontsize=8)
+    memory_axes(ax, xlabel="batch")
+    legend(ax, "upper left")
+    unknown = [n for v, _, n in parts if v.isna().all()]
+    note = f" Not measured on this cluster: {', '.join(unknown)}." if unknown else ""
+    return figure(
+        "breakdown",
+        "What the memory is made of, per batch",
+        "Heap is the profiler's live heap; other anonymous is the rest of the memory the kernel "
+        "cannot reclaim; file cache is reclaimable page cache (a capture file lands here); the "
+        f"rest is usage above both.{note}",
         fig,
     )
 
@@ -235,10 +143,10 @@ def fit_figure(s: RunSummary) -> Figure | None:
     fit = s.fit
     if fit is None:
         return None
-    fig, (ax,) = _new()
-    pts = [r for r in s.rows if r.in_fit]
-    xs = np.array([r.sessions for r in pts], dtype=np.float64)
-    ys = np.array([getattr(r, s.memory_column) for r in pts], dtype=np.float64)
+    fig, (ax,) = new_axes()
+    f = s.frame
+    pts = f[f["in_fit"]]
+    xs = pts["sessions"].to_numpy(dtype=float)
     x_end = float(xs.max())
     if s.predicted_oom_sessions is not None:
         x_end = max(x_end, min(s.predicted_oom_sessions, 4 * x_end))
@@ -246,154 +154,204 @@ def fit_figure(s: RunSummary) -> Figure | None:
     lo, hi = fit.band(grid)
     ax.fill_between(grid, lo, hi, color=FIT, alpha=0.15, linewidth=0, label="95% CI (mean)")
     ax.plot(grid, fit.predict(grid), color=FIT, linewidth=1.6, label="fit")
-    ax.scatter(xs, ys, color=WS, s=18, zorder=4, label=f"batches used ({fit.n})")
-    # The killed sample's reading belongs to the restarted process; it is not a point on
-    # this curve at all, so it is left out rather than shown as "not fitted".
-    excluded = [r for r in s.rows if r.kind == "batch" and not r.in_fit and not r.oom_killed]
-    if excluded:
-        ax.scatter(
-            [r.sessions for r in excluded],
-            [getattr(r, s.memory_column) or np.nan for r in excluded],
-            color=MUTED,
-            s=14,
-            zorder=3,
-            label="after OOM/restart (not fitted)",
-        )
-    _limit_line(ax, s.limit_bytes)
+    ax.scatter(xs, pts[s.memory_column], color=MEASURE, s=18, zorder=4,
+               label=f"batches used ({fit.n})")  # fmt: skip
+    excluded = f[(f["kind"] == "batch") & ~f["in_fit"] & ~f["oom_killed"].astype(bool)]
+    if not excluded.empty:
+        ax.scatter(excluded["sessions"], excluded[s.memory_column], color=MUTED, s=14, zorder=3,
+                   label="after OOM/restart (not fitted)")  # fmt: skip
+    limit_line(ax, s.limit_bytes)
     if s.predicted_oom_sessions is not None and s.limit_bytes is not None:
-        ax.scatter(
-            [s.predicted_oom_sessions],
-            [s.limit_bytes],
-            marker="D",
-            s=40,
-            color=LIMIT,
-            zorder=5,
-            label=f"predicted OOM ≈ {s.predicted_oom_sessions:,.0f}",
-        )
+        ax.scatter([s.predicted_oom_sessions], [s.limit_bytes], marker="D", s=40, color=OOM,
+                   zorder=5, label=f"predicted OOM ≈ {s.predicted_oom_sessions:,.0f}")  # fmt: skip
     text = f"b = {fit.slope / 1024:,.2f} KiB/session"
     if fit.slope_ci is not None:
         text += f"\n95% CI [{fit.slope_ci[0] / 1024:,.2f}, {fit.slope_ci[1] / 1024:,.2f}]"
     if fit.r2 is not None:
         text += f"\nR² = {fit.r2:.3f}"
-    ax.text(
-        0.02,
-        0.97,
-        text,
-        transform=ax.transAxes,
-        va="top",
-        fontsize=8.5,
-        bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#cbd5e1"},
-    )
-    _memory_axes(ax, xlabel=SESSIONS)
-    _legend(ax, "lower right")
-    return _figure(
+    ax.text(0.02, 0.97, text, transform=ax.transAxes, va="top", fontsize=8.5,
+            bbox={"boxstyle": "round,pad=0.4", "facecolor": "white", "edgecolor": "#cbd5e1"})  # fmt: skip
+    memory_axes(ax, xlabel=SESSIONS)
+    legend(ax, "lower right")
+    fixed = ""
+    if s.profiler_fixed_cost:
+        fixed = (
+            f" The predicted OOM point leaves out the profiler's fixed "
+            f"{s.profiler_fixed_cost / MI:,.1f} Mi."
+        )
+    return figure(
         "fit",
-        "Fitted growth: memory = a + b x sessions",
+        f"Fitted growth of {_label(s)}: a + b x sessions",
         "Ordinary least squares on the batches before the first OOM or restart; the band is "
-        "the 95% confidence band of the fitted mean, extended to the predicted OOM point.",
+        f"the 95% confidence band of the fitted mean, extended to the predicted OOM point.{fixed}",
+        fig,
+    )
+
+
+def _of_samples(draw: Callable[[RunSummary], Figure]) -> Callable[[RunSummary], Figure | None]:
+    """A figure drawn from every sample: there is none for a run that has no samples."""
+
+    @functools.wraps(draw)
+    def drawn(s: RunSummary) -> Figure | None:
+        return None if s.frame.empty else draw(s)
+
+    return drawn
+
+
+@_of_samples
+def memory_over_time(s: RunSummary) -> Figure:
+    f = s.frame
+    fig, (ax,) = new_axes(height=3.2)
+    ax.plot(f["t_seconds"], f[s.memory_column], color=MEASURE, marker="o", markersize=3,
+            linewidth=1.4, label=_label(s))  # fmt: skip
+    if s.memory_column != "working_set_bytes":
+        ax.plot(f["t_seconds"], f["working_set_bytes"], color=WS, linestyle="--", linewidth=1.1,
+                label="working set")  # fmt: skip
+    limit_line(ax, s.limit_bytes)
+    for kind, color, name in (("post-oom", PEAK, "after OOM"), ("cold-start", RSS, "cold start")):
+        span = f[f["kind"] == kind]
+        if not span.empty:
+            ax.axvspan(span["t_seconds"].min(), span["t_seconds"].max(), color=color, alpha=0.1,
+                       label=name)  # fmt: skip
+    for t in f[f["oom_killed"].astype(bool)]["t_seconds"]:
+        ax.axvline(t, color=OOM, linewidth=1, alpha=0.6)
+    memory_axes(ax, xlabel="seconds since start")
+    legend(ax)
+    return figure(
+        "memory-over-time",
+        "Memory over time",
+        "Every sample against wall time, including those after an OOM and during a cold start "
+        "(shaded); red lines mark OOM kills.",
         fig,
     )
 
 
 def batches_figure(s: RunSummary) -> Figure | None:
-    rows = [r for r in s.rows if r.kind == "batch" and r.batch_seconds is not None]
-    if not rows:
+    f = s.frame
+    rows = f[(f["kind"] == "batch") & f["batch_seconds"].notna()]
+    if rows.empty:
         return None
-    fig, (ax,) = _new(height=3.0)
-    batches = [r.batch for r in rows]
-    ax.bar(
-        batches,
-        [r.batch_seconds or 0.0 for r in rows],
-        color="#bfdbfe",
-        edgecolor=WS,
-        label="batch duration (s)",
-    )
+    fig, (ax,) = new_axes(height=3.0)
+    ax.bar(rows["batch"], rows["batch_seconds"], color="#bfdbfe", edgecolor=WS,
+           label="load (s)")  # fmt: skip
+    if rows["settle_seconds"].notna().any():
+        ax.bar(rows["batch"], rows["settle_seconds"].fillna(0), bottom=rows["batch_seconds"],
+               color="#fde68a", edgecolor=PEAK, label="settle (s)")  # fmt: skip
     ax.set_xlabel("batch", fontsize=9)
     ax.set_ylabel("seconds", fontsize=9)
-    rates = [(r.batch, r.create_rate) for r in rows if r.create_rate is not None]
     ax2 = ax.twinx()
     ax2.spines["top"].set_visible(False)
     ax2.tick_params(colors="#475569", labelsize=9)
-    if rates:
-        ax2.plot(
-            [b for b, _ in rates],
-            [v for _, v in rates],
-            color=NEW,
-            marker="o",
-            markersize=3,
-            linewidth=1.4,
-            label="sessions/s",
-        )
+    rates = rows.dropna(subset=["create_rate"])
+    if not rates.empty:
+        ax2.plot(rates["batch"], rates["create_rate"], color=NEW, marker="o", markersize=3,
+                 linewidth=1.4, label="sessions/s")  # fmt: skip
     ax2.set_ylabel("sessions / s", fontsize=9)
     ax2.set_ylim(bottom=0)
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    labels = ax.get_legend_handles_labels()[1] + ax2.get_legend_handles_labels()[1]
-    ax.set_ylim(top=ax.get_ylim()[1] * 1.18)  # room for the legend above the bars
-    ax2.set_ylim(top=ax2.get_ylim()[1] * 1.18)
-    ax.legend(handles, labels, fontsize=8, frameon=False, loc="upper center", ncols=2)
-    return _figure(
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.2)  # room for the legend above the bars
+    ax2.set_ylim(top=ax2.get_ylim()[1] * 1.2)
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, frameon=False, loc="upper center", ncols=3)
+    return figure(
         "batches",
-        "Batch durations and creation throughput",
-        "Bars: wall time to create each batch; line: sessions created per second in that batch. "
-        "A falling rate with a growing heap usually means the operator is GC-bound.",
+        "Time per batch and creation throughput",
+        "Bars: seconds to create each batch and to settle after it (the operator has seen the "
+        "batch and its memory stopped moving); line: sessions created per second.",
         fig,
     )
 
 
-def restarts_figure(s: RunSummary) -> Figure | None:
-    rows = list(s.rows)
-    if not rows:
-        return None
-    fig, (ax,) = _new(height=2.6)
-    t = [r.t_seconds for r in rows]
-    ax.step(
-        t, [r.restart_count for r in rows], where="post", color=WS, linewidth=1.6, label="restarts"
-    )
-    ax.step(
-        t,
-        [r.oom_count for r in rows],
-        where="post",
-        color=OOM,
-        linewidth=1.6,
-        linestyle="--",
-        label="cumulative OOMs",
-    )
+@_of_samples
+def restarts_figure(s: RunSummary) -> Figure:
+    f = s.frame
+    fig, (ax,) = new_axes(height=2.6)
+    ax.step(f["t_seconds"], f["restart_count"], where="post", color=WS, linewidth=1.6,
+            label="restarts")  # fmt: skip
+    ax.step(f["t_seconds"], f["oom_count"], where="post", color=OOM, linewidth=1.6,
+            linestyle="--", label="cumulative OOMs")  # fmt: skip
     ax.set_xlabel("seconds since start", fontsize=9)
-    ax.set_ylim(
-        bottom=0, top=max(1, *(r.restart_count for r in rows), *(r.oom_count for r in rows)) + 0.5
-    )
+    ax.set_ylim(bottom=0, top=max(1, f["restart_count"].max(), f["oom_count"].max()) + 0.5)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    _legend(ax)
-    return _figure(
+    legend(ax)
+    return figure(
         "restarts",
         "Restarts and cumulative OOMs",
-        "Container restartCount and the cumulative OOM count (OOMCounter semantics: a lower "
-        "bound, restarts not seen as OOMKilled are not claimed).",
+        "Container restartCount and the cumulative OOM count (a lower bound: restarts not seen "
+        "as OOMKilled are not claimed).",
         fig,
     )
 
 
-def memray_figure(s: RunSummary) -> Figure | None:
-    if s.memray is None or len(s.memray.batches) < 2:
+def heap_figure(s: RunSummary) -> Figure | None:
+    if s.heap is None or len(s.heap.batches) < 2:
         return None
-    fig, (ax,) = _new(height=2.8)
-    b = s.memray.batches
-    ax.plot(
-        [x.batch for x in b],
-        [x.heap_bytes for x in b],
-        color=FIT,
-        marker="o",
-        markersize=3.5,
-        linewidth=1.5,
-        label="heap (memray)",
+    fig, (ax,) = new_axes(height=2.8)
+    batches = [b for b, _ in s.heap.batches]
+    ax.plot(batches, [h for _, h in s.heap.batches], color=HEAP, marker="o", markersize=3.5,
+            linewidth=1.5, label=f"heap ({s.heap.profiler})")  # fmt: skip
+    rows = s.frame[s.frame["batch"].isin(batches) & s.frame["kind"].isin(["baseline", "batch"])]
+    ax.plot(rows["batch"], rows[s.memory_column], color=MEASURE, linestyle=":", linewidth=1.3,
+            label=_label(s))  # fmt: skip
+    memory_axes(ax, xlabel="batch")
+    legend(ax)
+    return figure(
+        "heap",
+        f"Live heap per batch ({s.heap.profiler})",
+        "Bytes held by live allocations at each batch's profile, beside the container's "
+        "unreclaimable memory; the gap is the interpreter or runtime, native libraries and "
+        "fragmentation.",
+        fig,
     )
-    _memory_axes(ax, xlabel="batch")
-    _legend(ax)
-    return _figure(
-        "memray-heap",
-        "Python heap per batch (memray)",
-        "Bytes held by live Python allocations at each batch's capture; the gap to RSS is the "
-        "interpreter, native libraries and fragmentation.",
+
+
+def sites_figure(s: RunSummary) -> Figure | None:
+    heap = s.heap
+    if heap is None or not heap.growth or heap.growth[0].per_session is None:
+        return None
+    growth = [g for g in heap.growth[:8] if g.per_session is not None]
+    fig, (ax,) = new_axes(height=0.45 * len(growth) + 1.2)
+    y = np.arange(len(growth))
+    values = [float(g.per_session or 0) for g in growth]
+    ax.barh(y, values, color=HEAP, alpha=0.85)
+    labels = [f"{g.function} ({short_file(g.file)}:{g.line})"[:70] for g in growth]
+    ax.set_yticks(y, labels, fontsize=7.5)
+    ax.invert_yaxis()
+    for i, g in enumerate(growth):
+        if g.share is not None:
+            ax.text(values[i], i, f"  {g.share:.0%}", va="center", fontsize=8, color="#334155")
+    ax.set_xlabel("bytes per session", fontsize=9)
+    return figure(
+        "sites",
+        "Where the bytes per session come from",
+        "Growth of each allocation site between the first and the last profile, divided by the "
+        "sessions created in between; the percentage is its share of the fitted slope.",
+        fig,
+    )
+
+
+def cold_start_figure(s: RunSummary) -> Figure | None:
+    cs = s.cold_start
+    rows = s.frame[s.frame["kind"] == "cold-start"]
+    if cs is None or rows.empty:
+        return None
+    fig, (ax,) = new_axes(height=3.0)
+    t0 = float(rows["t_seconds"].min())
+    ax.plot(rows["t_seconds"] - t0, rows[s.memory_column], color=MEASURE, marker="o",
+            markersize=3, linewidth=1.5, label=_label(s))  # fmt: skip
+    if cs.steady_bytes is not None:
+        ax.axhline(cs.steady_bytes, color=BASE, linestyle=":", linewidth=1.2,
+                   label=f"steady before restart {cs.steady_bytes / MI:,.1f}Mi")  # fmt: skip
+    if cs.ready_seconds is not None:
+        ax.axvline(cs.ready_seconds, color=RSS, linewidth=1, label=f"ready {cs.ready_seconds:.1f}s")
+    limit_line(ax, s.limit_bytes)
+    memory_axes(ax, xlabel="seconds since the restart")
+    legend(ax)
+    return figure(
+        "cold-start",
+        f"Cold start with {cs.sessions:,} sessions",
+        "The operator restarted with every object already there: memory while it lists and "
+        "syncs, against the steady state the batches measured.",
         fig,
     )
 
@@ -402,39 +360,32 @@ def latency_figure(s: RunSummary) -> Figure | None:
     lat = s.latency
     if lat is None or not lat.durations:
         return None
-    fig, (ax, ax2) = _new(width=9.0, height=3.4, ncols=2)
+    fig, (ax, ax2) = new_axes(width=9.0, height=3.4, ncols=2)
     d = np.array(lat.durations)
     ax.hist(d, bins=min(40, max(5, len(d) // 3)), color="#bfdbfe", edgecolor=WS)
     colors = {50: RSS, 90: PEAK, 99: OOM}
     for p, v in lat.total.values.items():
-        ax.axvline(
-            v, color=colors.get(p, MUTED), linestyle="--", linewidth=1.2, label=f"P{p} {v:.2f}s"
-        )
+        ax.axvline(v, color=colors.get(p, MUTED), linestyle="--", linewidth=1.2,
+                   label=f"P{p} {v:.2f}s")  # fmt: skip
     ax.set_xlabel("created → running (s)", fontsize=9)
     ax.set_ylabel("sessions", fontsize=9)
-    _legend(ax)
+    legend(ax)
     stages = [st for st in lat.stages if st.n]
     if stages:
         y = np.arange(len(stages))
         h = 0.26
         for i, p in enumerate((50, 90, 99)):
-            ax2.barh(
-                y + (i - 1) * h,
-                [st.values.get(p, 0.0) for st in stages],
-                height=h,
-                color=colors[p],
-                alpha=0.85,
-                label=f"P{p}",
-            )
+            ax2.barh(y + (i - 1) * h, [st.values.get(p, 0.0) for st in stages], height=h,
+                     color=colors[p], alpha=0.85, label=f"P{p}")  # fmt: skip
         ax2.set_yticks(y, [st.stage for st in stages], fontsize=8)
         ax2.invert_yaxis()
         ax2.set_xlabel("seconds", fontsize=9)
-        _legend(ax2)
-    return _figure(
+        legend(ax2)
+    return figure(
         "latency",
-        "Startup latency",
-        "Left: distribution of created → runner Running with nearest-rank percentiles. "
-        "Right: the same percentiles per stage, to show where the time goes.",
+        "Start-up latency",
+        "Left: created → runner Running with nearest-rank percentiles. Right: the same "
+        "percentiles per stage, to show where the time goes.",
         fig,
     )
 
@@ -442,11 +393,14 @@ def latency_figure(s: RunSummary) -> Figure | None:
 def report_figures(s: RunSummary) -> list[Figure]:
     candidates = (
         memory_vs_sessions(s),
+        breakdown_figure(s),
         fit_figure(s),
+        sites_figure(s),
         memory_over_time(s),
+        cold_start_figure(s),
         batches_figure(s),
         restarts_figure(s),
-        memray_figure(s),
+        heap_figure(s),
         latency_figure(s),
     )
     return [f for f in candidates if f is not None]
@@ -456,34 +410,29 @@ def report_figures(s: RunSummary) -> list[Figure]:
 
 
 def compare_memory(base: RunSummary, new: RunSummary) -> Figure:
-    fig, (ax,) = _new()
+    """Both runs' headline memory on one axis, joined on sessions created."""
+    frames = []
+    for s, name in ((base, "base"), (new, "new")):
+        rows = _curve_rows(s)[["sessions", s.memory_column]]
+        frames.append(rows.rename(columns={s.memory_column: name}).set_index("sessions"))
+    joined = pd.concat(frames, axis=1).sort_index()
+    fig, (ax,) = new_axes()
     for s, color, name in ((base, BASE, "base"), (new, NEW, "new")):
-        rows = [r for r in s.rows if r.kind in ("baseline", "batch") and not r.oom_killed]
-        ax.plot(
-            [r.sessions for r in rows],
-            [r.working_set_bytes if r.working_set_bytes is not None else np.nan for r in rows],
-            color=color,
-            marker="o",
-            markersize=3,
-            linewidth=1.6,
-            label=f"{name}: working set",
-        )
+        series = joined[name].dropna()
+        ax.plot(series.index, series.to_numpy(), color=color, marker="o", markersize=3,
+                linewidth=1.6, label=f"{name}: {_label(s)}")  # fmt: skip
         if s.limit_bytes is not None:
             ax.axhline(s.limit_bytes, color=color, linestyle="--", linewidth=1, alpha=0.8)
         if s.oom_sessions is not None:
-            ax.axvline(
-                s.oom_sessions,
-                color=color,
-                linestyle=":",
-                linewidth=1.2,
-                label=f"{name}: OOM @ {s.oom_sessions:,}",
-            )
-    _memory_axes(ax, xlabel=SESSIONS)
-    _legend(ax, "lower right")
-    return _figure(
+            ax.axvline(s.oom_sessions, color=color, linestyle=":", linewidth=1.2,
+                       label=f"{name}: OOM @ {s.oom_sessions:,}")  # fmt: skip
+    memory_axes(ax, xlabel=SESSIONS)
+    legend(ax, "lower right")
+    return figure(
         "compare-memory",
-        "Working set against sessions, both runs",
-        "Dashed horizontal lines are each run's limit, dotted verticals each run's OOM.",
+        "Memory against sessions, both runs",
+        "Each run's headline memory per batch; dashed horizontal lines are each run's limit, "
+        "dotted verticals each run's OOM.",
         fig,
     )
 
@@ -491,9 +440,9 @@ def compare_memory(base: RunSummary, new: RunSummary) -> Figure:
 def compare_fits(base: RunSummary, new: RunSummary) -> Figure | None:
     if base.fit is None and new.fit is None:
         return None
-    fig, (ax, ax2) = _new(width=9.0, height=3.4, ncols=2)
-    x_end = max([r.sessions for s in (base, new) for r in s.rows if r.in_fit] or [1])
-    grid = np.linspace(0.0, float(x_end) * 1.05, 100)
+    fig, (ax, ax2) = new_axes(width=9.0, height=3.4, ncols=2)
+    x_end = max([float(s.frame[s.frame["in_fit"]]["sessions"].max() or 1) for s in (base, new)])
+    grid = np.linspace(0.0, x_end * 1.05, 100)
     names, values, errs, colors = [], [], [], []
     for s, color, name in ((base, BASE, "base"), (new, NEW, "new")):
         if s.fit is None:
@@ -501,19 +450,17 @@ def compare_fits(base: RunSummary, new: RunSummary) -> Figure | None:
         lo, hi = s.fit.band(grid)
         ax.fill_between(grid, lo, hi, color=color, alpha=0.15, linewidth=0)
         ax.plot(grid, s.fit.predict(grid), color=color, linewidth=1.6, label=f"{name} fit")
-        pts = [r for r in s.rows if r.in_fit]
-        ax.scatter(
-            [r.sessions for r in pts], [getattr(r, s.memory_column) for r in pts], color=color, s=12
-        )
+        pts = s.frame[s.frame["in_fit"]]
+        ax.scatter(pts["sessions"], pts[s.memory_column], color=color, s=12)
         names.append(name)
         values.append(s.fit.slope / 1024)
         errs.append((s.fit.slope_half_width or 0.0) / 1024)
         colors.append(color)
-    _memory_axes(ax, xlabel=SESSIONS)
-    _legend(ax, "upper left")
+    memory_axes(ax, xlabel=SESSIONS)
+    legend(ax, "upper left")
     ax2.bar(names, values, yerr=errs, color=colors, alpha=0.85, capsize=8, width=0.5)
     ax2.set_ylabel("KiB per session (95% CI)", fontsize=9)
-    return _figure(
+    return figure(
         "compare-fit",
         "Bytes per session, both runs",
         "Left: each fit with its 95% confidence band. Right: the slope with its 95% interval; "
@@ -523,7 +470,7 @@ def compare_fits(base: RunSummary, new: RunSummary) -> Figure | None:
 
 
 def side_by_side(base: RunSummary, new: RunSummary) -> Figure:
-    fig, axes = _new(width=10.0, height=3.6, ncols=2)
+    fig, axes = new_axes(width=10.0, height=3.6, ncols=2)
     ymax = max(
         [
             v
@@ -537,8 +484,8 @@ def side_by_side(base: RunSummary, new: RunSummary) -> Figure:
         memory_vs_sessions(s, ax=ax)
         ax.set_title(f"{name}: {s.run_id}", fontsize=9, color="#334155")
         ax.set_ylim(0, ymax * 1.08)
-        _mib_axis(ax)
-    return _figure(
+        mib_axis(ax)
+    return figure(
         "compare-side-by-side",
         "Side by side",
         "Each run's memory against sessions on the same memory scale.",
@@ -547,9 +494,5 @@ def side_by_side(base: RunSummary, new: RunSummary) -> Figure:
 
 
 def compare_figures(base: RunSummary, new: RunSummary) -> list[Figure]:
-    candidates: Sequence[Figure | None] = (
-        side_by_side(base, new),
-        compare_memory(base, new),
-        compare_fits(base, new),
-    )
+    candidates = (side_by_side(base, new), compare_memory(base, new), compare_fits(base, new))
     return [f for f in candidates if f is not None]

@@ -19,12 +19,14 @@ from typing import Any
 
 import jinja2
 
-from triage.report.analysis import RunSummary
+from triage.errors import ReportError
+from triage.quantity import human_bytes
 from triage.report.budgets import BudgetResult
 from triage.report.compare import Comparison, MetricChange
-from triage.report.errors import ReportError
-from triage.report.figures import Figure, compare_figures, report_figures
-from triage.report.units import human_bytes
+from triage.report.figures import compare_figures, report_figures
+from triage.report.plot import Figure
+from triage.report.sites import short_file
+from triage.report.summary import RunSummary
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
@@ -78,6 +80,7 @@ def _env() -> jinja2.Environment:
     env.filters["pct"] = _pct
     env.filters["change"] = format_change
     env.filters["value"] = format_value
+    env.filters["short_file"] = short_file
     return env
 
 
@@ -157,9 +160,12 @@ def report_context(s: RunSummary) -> dict[str, Any]:
         "versions": _kv(meta.versions),
         "cluster": _kv(meta.cluster),
         "restore": _kv(meta.restore),
-        "cleanup": _kv(meta.raw.get("cleanup") or {}),
+        "cleanup": _kv(meta.cleanup),
+        "target": _kv(meta.target),
         # Why a batch has no profile (capture missing, py-spy refused...) is worth a line.
-        "notes": [str(n) for n in meta.raw.get("profile_notes") or []],
+        "notes": [str(n) for n in (*meta.profiler.notes, *meta.profile_notes)],
+        "events": s.run.events,
+        "rows": s.frame.astype(object).where(s.frame.notna(), None).to_dict(orient="records"),
         "pyspy": pyspy,
         "generated_at": _now(),
     }
@@ -169,12 +175,30 @@ def render_report(s: RunSummary, *, out_dir: Path) -> Written:
     """Write report.html, summary.md and summary.json for one run into `out_dir`."""
     env = _env()
     ctx = report_context(s)
-    html = env.get_template("report.html").render(**ctx)
-    md = env.get_template("summary.md.j2").render(**ctx)
+    return _write_all(env, ctx, out_dir, ("report", "summary"), s.to_json())
+
+
+def _write_all(
+    env: jinja2.Environment,
+    ctx: dict[str, Any],
+    out_dir: Path,
+    stems: tuple[str, str],
+    doc: Any,
+) -> Written:
+    """The three outputs of one view: `<html stem>.html`, `<text stem>.md` and `.json`.
+
+    The HTML and the Markdown render the same context, so a PR comment never says
+    something the report does not.
+    """
+    html_stem, text_stem = stems
     return Written(
-        html=_write(out_dir / "report.html", html),
-        markdown=_write(out_dir / "summary.md", md),
-        json=_write(out_dir / "summary.json", json.dumps(s.to_json(), indent=2) + "\n"),
+        html=_write(
+            out_dir / f"{html_stem}.html", env.get_template(f"{html_stem}.html").render(**ctx)
+        ),
+        markdown=_write(
+            out_dir / f"{text_stem}.md", env.get_template(f"{text_stem}.md.j2").render(**ctx)
+        ),
+        json=_write(out_dir / f"{text_stem}.json", json.dumps(doc, indent=2) + "\n"),
     )
 
 
@@ -192,13 +216,7 @@ def render_compare(c: Comparison, *, out_dir: Path) -> Written:
         "figure_count": len(figures),
         "generated_at": _now(),
     }
-    html = env.get_template("compare.html").render(**ctx)
-    md = env.get_template("compare.md.j2").render(**ctx)
-    return Written(
-        html=_write(out_dir / "compare.html", html),
-        markdown=_write(out_dir / "compare.md", md),
-        json=_write(out_dir / "compare.json", json.dumps(c.to_json(), indent=2) + "\n"),
-    )
+    return _write_all(env, ctx, out_dir, ("compare", "compare"), c.to_json())
 
 
 def render_gate(

@@ -1,0 +1,72 @@
+"""triage.memray_timeline: the heap at chosen moments, from one pass over one capture."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from triage.memray_capture import CaptureError
+from triage.memray_timeline import profiles_isolated
+
+pytestmark = pytest.mark.unit
+
+_WORKLOAD = """
+import json, sys, time, memray
+keep, marks = [], []
+
+def decode(i):
+    return json.loads('{"a": [1, 2, 3], "b": "%s"}' % ("x" * 40 + str(i)))
+
+def watch_loop(n):
+    for i in range(n):
+        keep.append(decode(i))
+
+with memray.Tracker(sys.argv[1], trace_python_allocators=True, memory_interval_ms=10):
+    for phase in range(3):
+        watch_loop(20000)
+        time.sleep(0.3)
+        marks.append(time.time())
+        if phase == 1:
+            del keep[:30000]   # the heap shrinks between the second and third moment
+print(json.dumps(marks))
+"""
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[float]]:
+    where = tmp_path_factory.mktemp("timeline")
+    path, script = where / "memray-1.bin", where / "workload.py"
+    script.write_text(_WORKLOAD)  # a file of its own: its frames are the program's, not <string>
+    out = subprocess.run([sys.executable, str(script), str(path)], check=True,
+                         capture_output=True, text=True, timeout=180)  # fmt: skip
+    return path, json.loads(out.stdout)
+
+
+def test_heap_at_each_moment_follows_the_program(capture: tuple[Path, list[float]]) -> None:
+    path, marks = capture
+    before = marks[0] - 100  # before the capture began: no heap to show
+    t = profiles_isolated(path, [before] + [m * 1000 for m in marks])
+    at = t["at"]
+    assert at[0] is None
+    heaps = [p["heap_bytes"] for p in at[1:]]
+    # 20k objects, 40k, then 60k minus 30k.
+    assert heaps[0] < heaps[1] and heaps[2] < heaps[1]
+    assert heaps[1] == pytest.approx(2 * heaps[0], rel=0.1)
+    assert heaps[2] == pytest.approx(1.5 * heaps[0], rel=0.15)
+    top = at[2]["top"][0]
+    # The site is the workload's own frame, with the path that led to the allocation.
+    names = [f["function"] for f in top["stack"]]
+    assert top["function"] == "decode" and "watch_loop" in names
+    assert at[2]["python_allocators"] is True
+    assert t["end"]["heap_bytes"] == pytest.approx(heaps[2], rel=0.05)
+
+
+def test_a_broken_capture_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    bad = tmp_path / "memray-bad.bin"
+    bad.write_bytes(b"not a capture at all")
+    with pytest.raises(CaptureError, match=r"memray-bad\.bin"):
+        profiles_isolated(bad, [1.0])
