@@ -18,6 +18,11 @@ class TriageError(Exception):
 
     exit_code: ExitCode = ExitCode.RUN_FAILED
 
+    def __init_subclass__(cls, exit_code: ExitCode | None = None, **kw: object) -> None:
+        super().__init_subclass__(**kw)
+        if exit_code is not None:
+            cls.exit_code = exit_code
+
     def __init__(self, message: str, *, exit_code: ExitCode | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -27,52 +32,36 @@ class TriageError(Exception):
         self.run_dir: Path | None = None
 
 
-class UsageError(TriageError):
+class UsageError(TriageError, exit_code=ExitCode.USAGE):
     """Bad input: an option, a file or a value the user gave; nothing was changed."""
 
-    exit_code = ExitCode.USAGE
 
-
-class PreflightError(TriageError):
+class PreflightError(TriageError, exit_code=ExitCode.PREFLIGHT):
     """The cluster or the target cannot take the run (RBAC, memray missing, unreachable)."""
 
-    exit_code = ExitCode.PREFLIGHT
 
-
-class ContextRefusedError(TriageError):
+class ContextRefusedError(TriageError, exit_code=ExitCode.CONTEXT_REFUSED):
     """The context is not a disposable cluster and --allow-any-context was not given."""
 
-    exit_code = ExitCode.CONTEXT_REFUSED
 
-
-class RunFailedError(TriageError):
+class RunFailedError(TriageError, exit_code=ExitCode.RUN_FAILED):
     """The run started and failed; the Deployment was restored."""
 
-    exit_code = ExitCode.RUN_FAILED
 
-
-class RestoreError(TriageError):
+class RestoreError(TriageError, exit_code=ExitCode.RESTORE_FAILED):
     """The Deployment could not be put back; the message says how to finish."""
 
-    exit_code = ExitCode.RESTORE_FAILED
 
-
-class LockHeldError(TriageError):
+class LockHeldError(TriageError, exit_code=ExitCode.LOCKED):
     """Another run holds the operator's lock (or left it behind, killed)."""
 
-    exit_code = ExitCode.LOCKED
 
-
-class ChangedByOthersError(TriageError):
+class ChangedByOthersError(TriageError, exit_code=ExitCode.CHANGED_BY_OTHERS):
     """Someone else changed the Deployment mid-run; the load was stopped."""
 
-    exit_code = ExitCode.CHANGED_BY_OTHERS
 
-
-class RunInterruptedError(TriageError):
+class RunInterruptedError(TriageError, exit_code=ExitCode.INTERRUPTED):
     """Ctrl-C or SIGTERM; the Deployment was restored (or the restore error says why not)."""
-
-    exit_code = ExitCode.INTERRUPTED
 
 
 class ReportError(UsageError):
