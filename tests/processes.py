@@ -8,12 +8,15 @@ same flags. Stdlib only: the benchmarks import it without pytest.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import sys
 from pathlib import Path
 
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+#: Ports this process has handed out: one is never given to two operators.
+_HANDED: set[int] = set()
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -34,16 +37,29 @@ def free_port() -> int:
     as a crash that has nothing to do with memory. Ports below the range are never handed
     out that way.
     """
-    low, high = _ephemeral_range()
-    pool = range(20000, low) if low > 21000 else range(high + 1, 65536)
+    pool = [p for p in _pool() if p not in _HANDED]
     for port in random.sample(pool, min(len(pool), 500)):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
-    raise RuntimeError(f"no free loopback port in {pool.start}-{pool.stop - 1}")
+        _HANDED.add(port)
+        return port
+    # A machine that hands out nearly every port as ephemeral: the kernel's choice, then.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pool() -> range:
+    """TRIAGE_TEST_PORTS ("LOW-HIGH": tests/run-suite.sh gives each half of the suite its
+    own, so the two never pick the same port), else everything below the ephemeral range."""
+    lo, sep, hi = os.environ.get("TRIAGE_TEST_PORTS", "").partition("-")
+    if sep:
+        return range(int(lo), int(hi) + 1)
+    low, high = _ephemeral_range()
+    return range(20000, low) if low > 21000 else range(high + 1, 65536)
 
 
 def operator_command(kubeconfig: str | Path, *, metrics_port: int, health_port: int) -> list[str]:

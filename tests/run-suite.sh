@@ -35,9 +35,12 @@ trap 'stop_children; exit 130' INT TERM
 start=$(date +%s)
 # Waits on the cluster are stretched while the two halves share the node (tests/conftest.py).
 export TRIAGE_TEST_WAIT_SCALE="${TRIAGE_TEST_WAIT_SCALE:-3}"
-"${PYTEST[@]}" -m "not disruptive and not alone" tests/e2e >"$LOGS/e2e.log" 2>&1 &
+# Each half its own loopback ports, below the kernel's ephemeral range (tests/processes.py).
+TRIAGE_TEST_PORTS=20000-25999 "${PYTEST[@]}" -m "not disruptive and not alone" tests/e2e \
+    >"$LOGS/e2e.log" 2>&1 &
 echo $! >"$LOGS/e2e.pid"
-"${PYTEST[@]}" -m "not disruptive and not alone" --ignore=tests/e2e >"$LOGS/main.log" 2>&1 &
+TRIAGE_TEST_PORTS=26000-31999 "${PYTEST[@]}" -m "not disruptive and not alone" --ignore=tests/e2e \
+    >"$LOGS/main.log" 2>&1 &
 echo $! >"$LOGS/main.pid"
 
 wait "$(cat "$LOGS/e2e.pid")"; rc_e2e=$?

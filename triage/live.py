@@ -15,6 +15,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from triage.quantity import format_bytes
 from triage.rundir import Outcome, Sample
@@ -90,7 +91,8 @@ class LiveView:
             ooms = r.state.oom_count
             table.add_row("OOMs", f"[bold red]{ooms}[/]" if ooms else "0")
         for note in self._notes[-4:]:
-            table.add_row("note", note)
+            # Text, not markup: a note may quote a container's log ("[/x]" would raise).
+            table.add_row("note", Text(note))
         return Group(self._progress, table)
 
     def row(self, row: Sample) -> None:

@@ -211,10 +211,12 @@ class SessionReconciler:
                 self.forget(key)
                 return Result()
             now = st.phase_of(fresh.get("status") or {})
-            if now in ("Creating", "Running"):
+            if now in ("", "Creating", "Running"):
                 # A racing worker made the pod and moved on between our two reads: the pod
-                # is its, alive, and must stay (removing it would make a second one).
-                return Result(requeue_after=REQUEUE[now])
+                # is its, alive, and must stay (removing it would make a second one). An
+                # emptied status is not an ending either: the next pass initialises it.
+                self._clear_restart_request(ns, name, fresh)
+                return Result(requeue_after=REQUEUE.get(now, REQUEUE["Pending"]))
             if now != "Pending":
                 runner.remove(ns, name)
                 self.forget(key)
@@ -228,15 +230,20 @@ class SessionReconciler:
             runner.remove(ns, name)
             self.forget(key)
             return Result()
-        if view(after).desired_phase == "Running":
+        self._clear_restart_request(ns, name, after)
+        return Result(requeue_after=REQUEUE["Creating"])
+
+    def _clear_restart_request(self, ns: str, name: str, obj: Obj) -> None:
+        """A restart request is answered once the runner pod exists, by whichever worker
+        saw it there: left in place, it would restart the session again when it ends."""
+        if view(obj).desired_phase == "Running":
             self._patch_annotations(
                 ns,
                 name,
-                after,
+                obj,
                 {DESIRED_PHASE_ANNOTATION: None},
                 expect={DESIRED_PHASE_ANNOTATION: "Running"},
             )
-        return Result(requeue_after=REQUEUE["Creating"])
 
     def _annotate_runner_identity(self, ns: str, name: str, live: Obj) -> Obj | None:
         """Name the runner's token Secret and ServiceAccount on the session, as upstream does."""

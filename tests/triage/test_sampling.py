@@ -38,6 +38,7 @@ def test_metrics_port_comes_from_the_bind_flag_or_the_named_port() -> None:
     assert epoch(None) is None and epoch("garbage") is None
     assert last_words("starting\nbind: address in use\n\n") == "bind: address in use"
     assert last_words(None) == "" and last_words("x" * 300) == "x" * 200
+    assert last_words("\x1b[31mfatal: [/x]\x1b[0m\n") == "[31mfatal: [/x][0m"
 
 
 def _alive(pid: int) -> bool:

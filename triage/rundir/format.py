@@ -128,7 +128,8 @@ LATENCY_STAGES = ("created", "pod_created", "scheduled", "running", "ready")
 class Event:
     """One line of events.jsonl: something that happened to the run besides its samples.
 
-    Kinds: pod-replaced (deleted or evicted, with its reason: never an OOM), leader-changed,
+    Kinds: container-restarted (the kubelet's reason, exit code and the container's last
+    words), pod-replaced (deleted or evicted, with its reason: never an OOM), leader-changed,
     leader-lost, no-leader, deployment-changed (another writer, with its field manager),
     cold-start, restore, cleanup, credentials-renewed, apiserver-unreachable, profile-error.
     """
