@@ -66,13 +66,12 @@ def last_words(message: str | None) -> str:
     FallbackToLogsOnError` the tail of its log when it failed: a crash that is not an OOM
     (a port already taken, a bad flag) then says what it was in the run's own events.
     """
-    # Printable characters only: a log line's colour codes must not reach the terminal.
-    lines = [
-        "".join(ch for ch in line if ch.isprintable()).strip()
-        for line in (message or "").splitlines()
-    ]
-    lines = [line for line in lines if line]
-    return lines[-1][:200] if lines else ""
+    for line in reversed((message or "").splitlines()):
+        # Printable characters only: a log line's colour codes must not reach the terminal.
+        said = "".join(ch for ch in line if ch.isprintable()).strip()
+        if said:
+            return said[:200]
+    return ""
 
 
 class Sampler:
