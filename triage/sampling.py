@@ -59,12 +59,14 @@ def state_text(status: dict[str, Any]) -> str:
     return "absent"
 
 
-def last_words(message: str | None) -> str:
-    """The last non-empty line of a terminated container's message, cut to 200 characters.
+# Enough for the last lines of a crash; a runaway log line is cut, not read whole.
+_LOG_TAIL_BYTES = 16 * 1024
 
-    The message is the container's termination log, or with `terminationMessagePolicy:
-    FallbackToLogsOnError` the tail of its log when it failed: a crash that is not an OOM
-    (a port already taken, a bad flag) then says what it was in the run's own events.
+
+def last_words(message: str | None) -> str:
+    """The last non-empty line of a terminated container's log tail or message, cut to 200
+    characters: a crash that is not an OOM (a port already taken, a bad flag) then says what
+    it was in the run's own events.
     """
     for line in reversed((message or "").splitlines()):
         # Printable characters only: a log line's colour codes must not reach the terminal.
@@ -260,7 +262,8 @@ class Sampler:
             # What the kubelet says ended the container, as it said it: the OOM count rests
             # on this reason, so a run whose restarts are not all OOMs shows why.
             last = (status.get("lastState") or {}).get("terminated") or {}
-            said = last_words(last.get("message"))
+            tail = self._previous_log(name)
+            said = last_words(tail) or last_words(last.get("message"))
             self._on_event(
                 "container-restarted",
                 f"{name}/{self._container} restarted ({restart_count}): "
@@ -268,7 +271,7 @@ class Sampler:
                 + (f": {said}" if said else ""),
                 pod=name, restart_count=restart_count, reason=last.get("reason"),
                 exit_code=last.get("exitCode"), finished_at=last.get("finishedAt"),
-                termination_message=last.get("message"),
+                termination_message=last.get("message"), log_tail=tail,
             )  # fmt: skip
         restarts, reason = effective_restarts(
             restart_count=restart_count,
@@ -289,6 +292,25 @@ class Sampler:
             ready=bool(status.get("ready")),
             state=state_text(status),
         )
+
+    def _previous_log(self, pod: str) -> str:
+        """The tail of the ended container's own log, read back from the kubelet.
+
+        Read, not taken from the termination message: the message needs the operator's
+        Deployment to ask for it, and the kubelet cuts it at the container's exit, before the
+        runtime has always copied the last stderr line into the log. By the time a restart is
+        counted the log is whole. "" when it is gone (the pod went) or not ours to read.
+        """
+        params = {"container": self._container, "previous": "true", "tailLines": "20"}
+        params["limitBytes"] = str(_LOG_TAIL_BYTES)
+        try:
+            data = self._cluster.client.request_raw(
+                "GET", PODS.path(self._namespace, pod, "log"), params=params, timeout=10.0,
+                limit=_LOG_TAIL_BYTES + 1024,
+            )  # fmt: skip
+        except KubeError:
+            return ""
+        return data.decode("utf-8", "replace")
 
     def _await_restart_status(
         self, pod: dict[str, Any], known: int
