@@ -10,6 +10,8 @@ change that every side sees. Public and dependency-free, like `oomcount`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from agentic_operator.resources import Resource
 
 __all__ = [
@@ -120,25 +122,19 @@ CONDITION_TYPES = (
 )
 
 
-def pod_name(session: str) -> str:
-    return f"{session}-runner"
+def _owned(pattern: str) -> Callable[[str], str]:
+    """The name of one kind of object a session owns, from the session's name."""
+
+    def name(session: str) -> str:
+        return pattern.format(session=session)
+
+    return name
 
 
-def service_name(session: str) -> str:
-    return f"session-{session}"
-
-
-def service_account_name(session: str) -> str:
-    return f"ambient-session-{session}"
-
-
-def token_secret_name(session: str) -> str:
-    return f"ambient-runner-token-{session}"
-
-
-def role_name(session: str) -> str:
-    return f"ambient-session-{session}-role"
-
-
-def role_binding_name(session: str) -> str:
-    return f"ambient-session-{session}-rb"
+# Upstream's names for what a session owns: runners, dashboards and cleanup find them by these.
+pod_name = _owned("{session}-runner")
+service_name = _owned("session-{session}")
+service_account_name = _owned("ambient-session-{session}")
+token_secret_name = _owned("ambient-runner-token-{session}")
+role_name = _owned("ambient-session-{session}-role")
+role_binding_name = _owned("ambient-session-{session}-rb")

@@ -39,6 +39,7 @@ from triage.cleanup import cleanup  # noqa: E402
 from triage.cluster import Cluster, connect  # noqa: E402
 from triage.sampling import Observation, Sampler  # noqa: E402
 from triage.scenario import BatchPlan, NamespacePlan  # noqa: E402
+from triage.target import Target  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "third_party_operators.json"
 MI = 1024 * 1024
@@ -101,7 +102,7 @@ def measure(cluster: Cluster, args: argparse.Namespace) -> dict[str, Any]:
     op = deploy(args.operator, home, memory_limit=args.mem_limit, env=env, **scope)
     rows: list[dict[str, Any]] = []
     try:
-        with Sampler(cluster, namespace=home, deployment=op.name, container=op.name) as sampler:
+        with Sampler(cluster, Target(home, op.name, op.name)) as sampler:
             time.sleep(args.settle)
             idle = [sampler.sample(fresh_after=time.time()) for _ in range(3)]
             rows.append(row(0, idle[-1], 0))

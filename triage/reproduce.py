@@ -319,14 +319,7 @@ def _run_locked(
         writer.event(kind, message, **data)
         view.note(message)
 
-    sampler = Sampler(
-        cluster,
-        namespace=target.namespace,
-        deployment=target.deployment,
-        container=target.container,
-        interpreter=target.interpreter,
-        on_event=event,
-    )
+    sampler = Sampler(cluster, target, on_event=event)
     drift = DriftWatch(cluster, namespace=target.namespace, name=target.deployment)
     loop = RunLoop(
         cluster=cluster, options=options, valid=valid, writer=writer, target=target,

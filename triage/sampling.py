@@ -26,7 +26,7 @@ from triage.cluster import Cluster
 from triage.memsources import MemoryStat, MetricsApi, NodeProxy, OperatorMetrics
 from triage.memstat import merge
 from triage.rundir import Memory, PodState
-from triage.target import alive_pod, pick_pod
+from triage.target import Target, alive_pod, pick_pod
 
 #: Called with (kind, message, data) for what happened to the pods: see `rundir.Event`.
 EventSink = Callable[..., None]
@@ -82,21 +82,18 @@ class Sampler:
     def __init__(
         self,
         cluster: Cluster,
+        target: Target,
         *,
-        namespace: str,
-        deployment: str,
-        container: str,
-        interpreter: str | None = None,
         on_event: EventSink | None = None,
         operator_metrics: bool = True,
     ) -> None:
         self._cluster = cluster
-        self._namespace = namespace
-        self._deployment = deployment
-        self._container = container
+        namespace = self._namespace = target.namespace
+        self._deployment = target.deployment
+        self._container = target.container
         self._on_event = on_event or (lambda *a, **k: None)
         self._counter = OOMCounter()
-        self.memstat = MemoryStat(cluster, namespace=namespace, interpreter=interpreter)
+        self.memstat = MemoryStat(cluster, namespace=namespace, interpreter=target.interpreter)
         self.node_proxy = NodeProxy(cluster, namespace=namespace)
         self._metrics_api = MetricsApi(cluster, namespace=namespace)
         self._operator = OperatorMetrics(cluster, namespace=namespace) if operator_metrics else None

@@ -17,6 +17,7 @@ from triage.cluster import connect
 from triage.memsources import metrics_port
 from triage.rundir import epoch
 from triage.sampling import Sampler, last_words
+from triage.target import Target
 
 
 @pytest.mark.unit
@@ -55,10 +56,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.node
 def test_samples_a_real_operator_pod(operator_namespace: str) -> None:
     cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
-    with Sampler(
-        cluster, namespace=operator_namespace, deployment="agentic-operator",
-        container="agentic-operator",
-    ) as sampler:  # fmt: skip
+    target = Target(operator_namespace, "agentic-operator", "agentic-operator")
+    with Sampler(cluster, target) as sampler:
         first = sampler.sample()
         m, st = first.memory, first.state
         assert st.pod.startswith("agentic-operator-") and first.node
@@ -92,8 +91,7 @@ def test_missing_deployment_is_a_not_found(namespace: str) -> None:
 
     cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
     with (
-        Sampler(cluster, namespace=namespace, deployment="agentic-operator",
-                container="agentic-operator") as sampler,
+        Sampler(cluster, Target(namespace, "agentic-operator", "agentic-operator")) as sampler,
         pytest.raises(NotFoundError),
     ):  # fmt: skip
         sampler.sample()
@@ -133,7 +131,7 @@ def test_a_restart_that_is_not_an_oom_says_what_the_container_said(
     events: list[tuple[str, str, dict[str, Any]]] = []
     cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
     with Sampler(
-        cluster, namespace=namespace, deployment="crasher", container="crasher",
+        cluster, Target(namespace, "crasher", "crasher"),
         on_event=lambda kind, message, **data: events.append((kind, message, data)),
         operator_metrics=False,
     ) as sampler:  # fmt: skip
