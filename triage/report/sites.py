@@ -18,6 +18,14 @@ from triage.rundir import Frame, HeapProfile, Site
 TOP_N = 10
 #: Frames shown in a path, from the outermost kept one to the allocation.
 PATH_FRAMES = 4
+#: A fitted slope under this many bytes per session is noise, not growth: the bound the
+#: profiler-neutrality check holds two runs of the same load to (bench/profiler_neutrality.py).
+#: Naming a site as the cause of growth that is not there is worse than naming none.
+NOISE_FLOOR = 150.0
+#: A site that grew, over the second half of the profiled sessions, at under this fraction of
+#: its rate over the whole span has levelled off: a connection pool filling up, a cache
+#: warming, a one-off import. That is a step, not a cost per session, and is never the why.
+LEVELLED = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,19 @@ class SiteGrowth:
     per_session: float | None
     #: per_session as a fraction of the fitted bytes per session.
     share: float | None
+    #: Growth per session from the profile nearest the middle of the span to the last one
+    #: (None with fewer than three profiles): what tells a steady cost from a step.
+    late_per_session: float | None = None
+
+    @property
+    def levelled(self) -> bool:
+        """Grew early and then (nearly) stopped: not a cost per session (`LEVELLED`)."""
+        return (
+            self.per_session is not None
+            and self.per_session > 0
+            and self.late_per_session is not None
+            and self.late_per_session < LEVELLED * self.per_session
+        )
 
     @property
     def delta_bytes(self) -> int:
@@ -103,6 +124,7 @@ def summarize_heap(
     if len(heap) > 1:
         before = {s.key: s for s in first.top}
         after = {s.key: s for s in last.top}
+        middle, late = _middle(heap, sessions_at)
         for key in before.keys() | after.keys():
             b, a = before.get(key), after.get(key)
             seen = a if a is not None else b
@@ -111,6 +133,10 @@ def summarize_heap(
             if delta <= 0:
                 continue
             per_session = delta / between if between else None
+            late_per_session = None
+            if late:
+                m = middle.get(key)
+                late_per_session = ((a.bytes if a else 0) - (m.bytes if m else 0)) / late
             growth.append(
                 SiteGrowth(
                     function=key[0],
@@ -123,6 +149,7 @@ def summarize_heap(
                     stack=seen.stack,
                     per_session=per_session,
                     share=per_session / slope if per_session is not None and slope else None,
+                    late_per_session=late_per_session,
                 )
             )
         growth.sort(key=lambda g: (-g.delta_bytes, g.function, g.file, g.line))
@@ -138,12 +165,50 @@ def summarize_heap(
     )
 
 
+def _middle(
+    heap: Sequence[tuple[int, HeapProfile]], sessions_at: dict[int, float]
+) -> tuple[dict[tuple[str, str, int], Site], float | None]:
+    """Sites of the inner profile nearest the middle of the span, and the sessions after it."""
+    inner = [(b, p) for b, p in heap[1:-1] if b in sessions_at]
+    b0, b1 = heap[0][0], heap[-1][0]
+    if not inner or b0 not in sessions_at or b1 not in sessions_at:
+        return {}, None
+    half = (sessions_at[b0] + sessions_at[b1]) / 2
+    b, profile = min(inner, key=lambda bp: abs(sessions_at[bp[0]] - half))
+    late = sessions_at[b1] - sessions_at[b]
+    return {s.key: s for s in profile.top}, late if late > 0 else None
+
+
+def _where(g: SiteGrowth) -> str:
+    return f"{g.function} ({short_file(g.file)}:{g.line})"
+
+
 def why_line(heap: HeapSummary | None, slope: float | None) -> str | None:
-    """ "31 KiB of 40 KiB per session: <site> via <stack>", from the biggest grower."""
+    """ "31 KiB of 40 KiB per session: <site> via <stack>", from the biggest steady grower.
+
+    No site is blamed for growth that is not there (a slope under `NOISE_FLOOR`), nor one
+    that levelled off (`LEVELLED`): the line then says so and names the biggest mover as
+    what it is.
+    """
     if heap is None or not heap.growth:
         return None
-    g = heap.growth[0]
-    where = f"{g.function} ({short_file(g.file)}:{g.line})"
+    if slope is not None and slope < NOISE_FLOOR:
+        g = heap.growth[0]
+        return (
+            f"nothing grows per session: {human_bytes(slope)} per session fitted, under the "
+            f"{human_bytes(NOISE_FLOOR)} noise floor (the heap's biggest mover, {_where(g)}, "
+            f"grew {human_bytes(g.delta_bytes)} in all)"
+        )
+    steady = [g for g in heap.growth if not g.levelled]
+    if not steady:
+        g = heap.growth[0]
+        return (
+            f"no site grows with sessions: the biggest mover, {_where(g)}, levelled off "
+            f"({human_bytes(g.delta_bytes)} in all, {human_bytes(g.late_per_session or 0)} per "
+            "session over the second half)"
+        )
+    g = steady[0]
+    where = _where(g)
     via = f" via {g.path}" if g.path else ""
     if g.per_session is None:
         return f"{human_bytes(g.delta_bytes)} of growth: {where}{via}"

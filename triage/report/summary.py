@@ -375,7 +375,12 @@ def _to_json(s: RunSummary) -> dict[str, Any]:
             "profiler": s.heap.profiler,
             "batches": [{"batch": b, "heap_bytes": h} for b, h in s.heap.batches],
             "growth": [
-                {**record_json(g), "delta_bytes": g.delta_bytes, "path": g.path}
+                {
+                    **record_json(g),
+                    "delta_bytes": g.delta_bytes,
+                    "path": g.path,
+                    "levelled": g.levelled,
+                }
                 for g in s.heap.growth
             ],
         },
