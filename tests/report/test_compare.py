@@ -68,3 +68,24 @@ def test_compare_cli(tmp_path: Path) -> None:
     assert (
         base_dir.parent / f"compare-{base_dir.name}-vs-{base_dir.name}" / "compare.html"
     ).is_file()
+
+
+def test_two_flat_runs_differ_only_in_noise(tmp_path: Path) -> None:
+    # Lean operators: 30 and 120 B a session, each fit tight (little noise), so their 95%
+    # CIs do not overlap, and their extrapolated OOM points are 4x apart. Both are under
+    # the noise floor: neither the slope nor the OOM point is a regression.
+    base, new = (
+        summarize(load_run(write_run(tmp_path / suffix, Synthetic(
+            run_suffix=suffix, bytes_per_session=slope, noise_bytes=500.0, max_batches=6,
+            cache_per_session=0.0))))
+        for suffix, slope in (("flt1", 30.0), ("flt2", 120.0))
+    )  # fmt: skip
+    assert base.flat and new.flat
+    c = compare_runs(base=base, new=new)
+    assert c.slope_ci_overlap is False
+    assert not c.regressions, [(r.key, r.relative, r.note) for r in c.regressions]
+    rows = {ch.key: ch for ch in c.changes}
+    assert rows["bytes_per_session"].relative > 2
+    assert "within noise: under the 150 B per session noise floor" in rows["bytes_per_session"].note
+    assert rows["oom_point_sessions"].relative < -0.5
+    assert "within noise: neither run grows per session" in rows["oom_point_sessions"].note

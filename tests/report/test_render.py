@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.report.conftest import ALL_RUNS, materialize
+from tests.report.synthetic import Synthetic, write_run
 from triage.report import render_report, summarize
 from triage.rundir import load_run
 
@@ -81,3 +82,36 @@ def test_interrupted_run_gets_a_warning_verdict(tmp_path: Path) -> None:
     html = written.html.read_text()  # type: ignore[union-attr]
     assert 'class="verdict warn"' in html and "Run interrupted" in html
     assert "🟡" in written.markdown.read_text()
+
+
+def test_a_flat_run_predicts_no_oom_from_noise(tmp_path: Path) -> None:
+    # 40 B a session: a lean operator. Its fitted line meets 128 MiB after millions of
+    # sessions, which is noise extrapolated; the report says there is no OOM in sight.
+    run_dir = write_run(
+        tmp_path, Synthetic(bytes_per_session=40.0, noise_bytes=1_000.0, max_batches=6,
+                            cache_per_session=0.0, memray=False, pyspy=False),
+    )  # fmt: skip
+    s = summarize(load_run(run_dir))
+    assert s.fit is not None and 0 < s.fit.slope < 150 and not s.oom
+    assert s.flat and s.predicted_oom_sessions is not None and s.predicted_oom_sessions > 2e6
+    # (128 MiB - 40 MiB) / 150 B = 615,126: a bound, two significant digits, rounded down.
+    assert s.sessions_at_floor == 610_000
+    written = render_report(s, out_dir=run_dir)
+    md = written.markdown.read_text()
+    assert "| OOM point | none in sight: memory does not grow per session" in md
+    assert "would hold more than 610,000 sessions" in md
+    assert f"{s.predicted_oom_sessions:,.0f}" not in md
+    html = written.html.read_text()  # type: ignore[union-attr]
+    assert '<div class="value">none in sight</div>' in html
+    summary = json.loads(written.json.read_text())
+    assert summary["flat"] is True and summary["sessions_at_noise_floor"] == 610_000
+
+
+def test_a_run_that_grows_predicts_its_oom_with_the_range(tmp_path: Path) -> None:
+    run_dir = materialize("survived-bare", tmp_path)
+    s = summarize(load_run(run_dir))
+    assert not s.flat and s.sessions_at_floor is None and s.predicted_oom_range is not None
+    md = render_report(s, out_dir=run_dir).markdown.read_text()
+    lo = f"{s.predicted_oom_range[0]:,.0f}"
+    head = f"| OOM point | ≈ {s.predicted_oom_sessions:,.0f} sessions (predicted; 95%: {lo} "
+    assert head in md

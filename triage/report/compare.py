@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from triage.quantity import human_bytes
+from triage.report.fit import NOISE_FLOOR
 from triage.report.summary import RunSummary
 
 DEFAULT_THRESHOLD = 0.10
@@ -91,9 +93,10 @@ def _change(
     new: float | None,
     worse_when: Literal["higher", "lower"],
     threshold: float,
-    noise: bool = False,
+    noise: str = "",
     note: str = "",
 ) -> MetricChange:
+    """One row; `noise` says why a change past the threshold is not one (empty: it is)."""
     worse = better = False
     if base is not None and new is not None and base != 0:
         rel = (new - base) / abs(base)
@@ -104,7 +107,7 @@ def _change(
         worse = (new > base) == (worse_when == "higher")
         better = not worse
     if noise and (worse or better):
-        note = (note + "; " if note else "") + "within noise: 95% CIs overlap"
+        note = (note + "; " if note else "") + f"within noise: {noise}"
         worse = better = False
     return MetricChange(key, label, unit, base, new, worse_when, worse, better, note)
 
@@ -136,6 +139,17 @@ def compare_runs(
         (b_lo, b_hi), (n_lo, n_hi) = base.fit.slope_ci, new.fit.slope_ci
         overlap = b_lo <= n_hi and n_lo <= b_hi
 
+    slope_noise = "95% CIs overlap" if overlap else ""
+    if base.fit and new.fit and abs(new.fit.slope - base.fit.slope) < NOISE_FLOOR:
+        slope_noise = f"under the {human_bytes(NOISE_FLOOR)} per session noise floor"
+    # A predicted OOM point is the slope seen through the limit: noise in one is noise in
+    # the other. Two flat runs have no OOM in sight, whatever their extrapolations say.
+    oom_noise = ""
+    if base.flat and new.flat:
+        oom_noise = "neither run grows per session"
+    elif base.oom_sessions is None and new.oom_sessions is None and slope_noise:
+        oom_noise = f"predicted from slopes {slope_noise}"
+
     def oom_note(s: RunSummary) -> str:
         if s.oom_sessions is not None:
             return "observed"
@@ -150,7 +164,7 @@ def compare_runs(
             new=new.fit.slope if new.fit else None,
             worse_when="higher",
             threshold=threshold,
-            noise=bool(overlap),
+            noise=slope_noise,
         ),
         _change(
             key="oom_point_sessions",
@@ -160,6 +174,7 @@ def compare_runs(
             new=new.oom_point,
             worse_when="lower",
             threshold=threshold,
+            noise=oom_noise,
             note=f"base {oom_note(base) or 'n/a'}, new {oom_note(new) or 'n/a'}",
         ),
     ]

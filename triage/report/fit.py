@@ -29,6 +29,13 @@ DEFAULT_HEADROOM = 0.20
 CONFIDENCE = 0.95
 
 
+#: A fitted slope under this many bytes per session is noise, not growth: the bound the
+#: profiler-neutrality check holds two runs of the same load to (bench/profiler_neutrality.py).
+#: Naming a site as the cause of growth that is not there, or an OOM point extrapolated from
+#: it, is worse than saying there is none.
+NOISE_FLOOR = 150.0
+
+
 @dataclass(frozen=True, slots=True)
 class Fit:
     """memory = intercept + slope * sessions, by ordinary least squares."""

@@ -24,6 +24,7 @@ from triage.quantity import human_bytes
 from triage.report.budgets import BudgetResult
 from triage.report.compare import Comparison, MetricChange
 from triage.report.figures import compare_figures, report_figures
+from triage.report.fit import NOISE_FLOOR
 from triage.report.plot import Figure
 from triage.report.sites import short_file
 from triage.report.summary import RunSummary
@@ -168,6 +169,7 @@ def report_context(s: RunSummary) -> dict[str, Any]:
         "rows": s.frame.astype(object).where(s.frame.notna(), None).to_dict(orient="records"),
         "pyspy": pyspy,
         "generated_at": _now(),
+        "noise_floor": NOISE_FLOOR,
     }
 
 
@@ -215,6 +217,7 @@ def render_compare(c: Comparison, *, out_dir: Path) -> Written:
         "figures": figures,
         "figure_count": len(figures),
         "generated_at": _now(),
+        "noise_floor": NOISE_FLOOR,
     }
     return _write_all(env, ctx, out_dir, ("compare", "compare"), c.to_json())
 

@@ -13,15 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from triage.quantity import human_bytes
+from triage.report.fit import NOISE_FLOOR
 from triage.rundir import Frame, HeapProfile, Site
 
 TOP_N = 10
 #: Frames shown in a path, from the outermost kept one to the allocation.
 PATH_FRAMES = 4
-#: A fitted slope under this many bytes per session is noise, not growth: the bound the
-#: profiler-neutrality check holds two runs of the same load to (bench/profiler_neutrality.py).
-#: Naming a site as the cause of growth that is not there is worse than naming none.
-NOISE_FLOOR = 150.0
 #: A site that grew, over the second half of the profiled sessions, at under this fraction of
 #: its rate over the whole span has levelled off: a connection pool filling up, a cache
 #: warming, a one-off import. That is a step, not a cost per session, and is never the why.

@@ -23,6 +23,7 @@ import pandas as pd
 from triage.report.coldstart import ColdStart, summarize_cold_start
 from triage.report.fit import (
     DEFAULT_HEADROOM,
+    NOISE_FLOOR,
     Fit,
     ObjectByteFit,
     Recommendation,
@@ -121,6 +122,29 @@ class RunSummary:
         if self.oom_sessions is not None:
             return self.oom_sessions_corrected or float(self.oom_sessions)
         return self.predicted_oom_sessions
+
+    @property
+    def flat(self) -> bool:
+        """No OOM and a fitted slope under the noise floor: memory does not grow per session."""
+        return not self.oom and self.fit is not None and self.fit.slope < NOISE_FLOOR
+
+    @property
+    def sessions_at_floor(self) -> float | None:
+        """Sessions the limit would hold if memory grew at the noise floor: a flat run's bound.
+
+        A flat run's own OOM point is an extrapolation of noise (a slope of 20 B says 5
+        million sessions, one of 2 B fifty million); what the run shows is only that it is
+        at least this far away.
+        """
+        if not self.flat or self.limit_bytes is None or self.fit is None:
+            return None
+        intercept = self.fit.intercept - (self.profiler_fixed_cost or 0.0)
+        at_floor = (self.limit_bytes - intercept) / NOISE_FLOOR
+        if at_floor <= 0:
+            return 0.0
+        # Two significant digits, rounded down: a bound, not a prediction.
+        step = 10.0 ** (math.floor(math.log10(at_floor)) - 1)
+        return math.floor(at_floor / step) * step
 
     @property
     def crash_loop_likely(self) -> bool:
@@ -335,6 +359,8 @@ def _to_json(s: RunSummary) -> dict[str, Any]:
         "gap": None if s.gap is None else {**record_json(s.gap), "bytes": s.gap.bytes},
         "profiler": {**record_json(meta.profiler), "fixed_cost_accounted": s.profiler_fixed_cost},
         "predicted_oom_sessions": s.predicted_oom_sessions,
+        "flat": s.flat,
+        "sessions_at_noise_floor": s.sessions_at_floor,
         "predicted_oom_sessions_range": list(s.predicted_oom_range)
         if s.predicted_oom_range
         else None,
