@@ -101,7 +101,10 @@ def _crasher(said: str) -> dict[str, Any]:
     """A Deployment whose container starts, logs `said` and exits 2, as an operator whose
     port is taken does. It asks for no termination message, as most operators do not: the
     last words must come from its log."""
-    script = f"sleep 5; echo starting; echo '{said}' >&2; exit 2"
+    # Both lines on stderr, as a logging library writes them: the runtime copies stdout and
+    # stderr through separate pipes, so two lines written a microsecond apart on different
+    # streams can land in the log in either order.
+    script = f"sleep 5; echo starting >&2; echo '{said}' >&2; exit 2"
     container = {
         "name": "crasher",
         "image": RUNNER_IMAGE,
