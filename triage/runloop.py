@@ -268,6 +268,13 @@ class RunLoop:
             if obs.state.oom_killed:
                 self.profiler.snapshot(batch, obs.state.pod, oom=True)
 
+    def _started_t(self) -> float | None:
+        """The followed container's start on the run's clock (`t_seconds`), or None."""
+        started = self.sampler.started_epoch()
+        if started is None:
+            return None
+        return self.writer.elapsed() - (time.time() - started)
+
     def _cold_start(self, batch: int) -> bool:
         """Restart every operator pod and follow the re-list; True when it ended in an OOM."""
         pods = [p["metadata"]["name"] for p in self._live_pods()]
@@ -283,7 +290,12 @@ class RunLoop:
             self.cluster.client.delete_if_present(
                 PODS.path(self.target.namespace, name), grace_seconds=1
             )
+        # Ready is timed from the new container's start, not from the delete: what comes
+        # before it (the old pod stopping, scheduling, a host port still held by the old
+        # pod) is the cluster's time, not the re-list's. Both are recorded.
         ready_s: float | None = None
+        restart_s: float | None = None
+        started_t: float | None = None
         calm = 0
         last: int | None = None
         killed = False
@@ -296,8 +308,13 @@ class RunLoop:
             if obs.state.oom_killed:
                 killed = True
                 break
+            if started_t is None:
+                started_t = self._started_t()
             if obs.state.ready and ready_s is None:
-                ready_s = time.monotonic() - t0
+                restart_s = time.monotonic() - t0
+                ready_s = restart_s
+                if started_t is not None and 0 <= self.writer.elapsed() - started_t <= restart_s:
+                    ready_s = self.writer.elapsed() - started_t
             now = obs.memory.unreclaimable_bytes
             if ready_s is not None and now is not None and last is not None:
                 calm = calm + 1 if stable_between(last, now) else 0
@@ -315,10 +332,17 @@ class RunLoop:
             "cold-start",
             f"restarted with {self.totals.sessions} sessions: peak {peak / 2**20:.1f} MiB while "
             f"syncing"
-            + (f", ready in {ready_s:.1f}s" if ready_s is not None else ", never ready")
+            + (
+                f", ready {ready_s:.1f}s after its container started ({restart_s:.1f}s after "
+                "the restart)"
+                if ready_s is not None and restart_s is not None
+                else ", never ready"
+            )
             + (" - OOMKilled while syncing" if killed else ""),
             sessions=self.totals.sessions,
             ready_seconds=ready_s,
+            restart_seconds=restart_s,
+            started_t_seconds=None if started_t is None else round(started_t, 3),
             peak_bytes=peak,
             steady_bytes=steady,
             oom=killed,

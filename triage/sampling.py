@@ -25,7 +25,7 @@ from agentic_operator.resources import EVENTS, PODS
 from triage.cluster import Cluster
 from triage.memsources import MemoryStat, MetricsApi, NodeProxy, OperatorMetrics
 from triage.memstat import merge
-from triage.rundir import Memory, PodState
+from triage.rundir import Memory, PodState, epoch
 from triage.target import Target, alive_pod, pick_pod
 
 #: Called with (kind, message, data) for what happened to the pods: see `rundir.Event`.
@@ -289,6 +289,16 @@ class Sampler:
             ready=bool(status.get("ready")),
             state=state_text(status),
         )
+
+    def started_epoch(self) -> float | None:
+        """When the followed pod's container last started (epoch seconds, the kubelet's clock,
+        whole seconds); None while it is not running."""
+        if self.last_pod is None:
+            return None
+        running = (_container_status(self.last_pod, self._container).get("state") or {}).get(
+            "running"
+        ) or {}
+        return epoch(running.get("startedAt"))
 
     def _previous_log(self, pod: str) -> str:
         """The tail of the ended container's own log, read back from the kubelet.

@@ -110,6 +110,13 @@ def test_memray_heaps_on_both_sides_of_a_restart_mid_run(
     with (run_dir / "samples.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["batch"] for r in rows if r["kind"] == "cold-start"} == {"1"}
+    # Ready is timed from the new container's start; the restart's own time is beside it.
+    (cold,) = [e for e in run_events(run_dir) if e["kind"] == "cold-start"]
+    ready, restart = cold["data"]["ready_seconds"], cold["data"]["restart_seconds"]
+    assert 0 < ready <= restart, cold
+    restarted_after = next(float(r["t_seconds"]) for r in rows if r["kind"] == "batch")
+    assert restarted_after < cold["data"]["started_t_seconds"] <= cold["t_seconds"], cold
+    assert f"ready {ready:.1f}s after its container started" in cold["message"]
     assert [r["batch"] for r in rows if r["kind"] == "batch"] == ["1", "2", "3"]
     captures = sorted(p.name for p in (run_dir / "profiles" / "raw").glob("memray-*.bin"))
     assert len(captures) >= 2, captures

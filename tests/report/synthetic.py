@@ -44,6 +44,9 @@ class Synthetic:
     profiler_fixed_cost: int = 0
     #: A cold start at the end of a run that survived.
     cold_start: bool = False
+    #: Its event with the restart's own time and the container's start (runs before these
+    #: were recorded have ready_seconds alone).
+    cold_start_timing: bool = True
     seed: int = 1
     run_suffix: str = "a1b2"
 
@@ -156,11 +159,14 @@ def write_run(root: Path, spec: Synthetic = Synthetic()) -> Path:
             row("post-oom", oom_batch, sessions, min(anon, limit * 0.999), killed=killed)
     elif spec.cold_start:
         steady = spec.base_bytes + spec.bytes_per_session * sessions
-        for i, f in enumerate((0.4, 1.1, 1.25, 1.05, 1.0, 1.0)):
+        started = t + 0.5  # the new container starts half a second before the first sample
+        for f in (0.4, 1.1, 1.25, 1.05, 1.0, 1.0):
             t += 1.0
             row("cold-start", spec.max_batches, sessions, steady * f)
-            del i
-        w.event("cold-start", "restarted", sessions=sessions, ready_seconds=3.5)
+        timing = (
+            {"restart_seconds": 9.0, "started_t_seconds": started} if spec.cold_start_timing else {}
+        )
+        w.event("cold-start", "restarted", sessions=sessions, ready_seconds=3.5, **timing)
 
     if spec.latency_sessions:
         rows = []

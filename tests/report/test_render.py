@@ -115,3 +115,24 @@ def test_a_run_that_grows_predicts_its_oom_with_the_range(tmp_path: Path) -> Non
     lo = f"{s.predicted_oom_range[0]:,.0f}"
     head = f"| OOM point | ≈ {s.predicted_oom_sessions:,.0f} sessions (predicted; 95%: {lo} "
     assert head in md
+
+
+@pytest.mark.parametrize("timing", [True, False], ids=["from-container-start", "older-run"])
+def test_cold_start_ready_is_timed_from_the_new_container(tmp_path: Path, timing: bool) -> None:
+    spec = Synthetic(limit_mi=512, max_batches=4, memray=False, pyspy=False, cold_start=True,
+                     cold_start_timing=timing, run_suffix="cold")  # fmt: skip
+    run_dir = write_run(tmp_path, spec)
+    s = summarize(load_run(run_dir))
+    cs = s.cold_start
+    assert cs is not None and cs.ready_seconds == 3.5 and cs.samples == 6
+    written = render_report(s, out_dir=run_dir)
+    html = written.html.read_text()  # type: ignore[union-attr]
+    md = written.markdown.read_text()
+    assert 'id="fig-cold-start"' in html
+    if timing:
+        assert cs.restart_seconds == 9.0 and cs.started_t is not None
+        assert "ready 3.50 s after its container started, 9.00 s after the restart" in html
+        assert "ready 3.50 s after its container started (9.00 s after the restart)" in md
+    else:
+        assert cs.restart_seconds is None and cs.started_t is None
+        assert "ready 3.50 s</div>" in html and "ready 3.50 s |" in md

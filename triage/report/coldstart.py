@@ -27,11 +27,17 @@ class ColdStart:
     peak_bytes: float | None
     #: The reading once ready and settled.
     settled_bytes: float | None
-    #: Seconds from the restart to the new pod being Ready; None if it never was.
+    #: Seconds from the new container's start to Ready (runs before this version: from the
+    #: restart); None if it never was.
     ready_seconds: float | None
     samples: int
     #: The restarted operator was OOMKilled while syncing: a crash loop at start-up.
     killed: bool
+    #: Seconds from the restart (the delete) to Ready: the above plus the cluster's time to
+    #: stop the old pod and start the new one. None in runs before this was recorded.
+    restart_seconds: float | None = None
+    #: When the new container started, on the samples' clock (`t_seconds`).
+    started_t: float | None = None
 
     @property
     def peak_ratio(self) -> float | None:
@@ -54,13 +60,19 @@ def summarize_cold_start(
     steady = before[column].dropna()
     readings = rows[column].dropna()
     data = event.data if event is not None else {}
-    ready = data.get("ready_seconds")
+
+    def number(key: str) -> float | None:
+        value = data.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
     return ColdStart(
         sessions=int(data.get("sessions", rows["sessions"].max() if not rows.empty else 0)),
         steady_bytes=float(steady.iloc[-1]) if not steady.empty else None,
         peak_bytes=float(readings.max()) if not readings.empty else None,
         settled_bytes=float(readings.iloc[-1]) if not readings.empty else None,
-        ready_seconds=float(ready) if isinstance(ready, int | float) else None,
+        ready_seconds=number("ready_seconds"),
         samples=len(rows),
         killed=bool(rows["oom_killed"].astype(bool).any()) if not rows.empty else False,
+        restart_seconds=number("restart_seconds"),
+        started_t=number("started_t_seconds"),
     )

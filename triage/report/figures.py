@@ -336,7 +336,9 @@ def cold_start_figure(s: RunSummary) -> Figure | None:
     if cs is None or rows.empty:
         return None
     fig, (ax,) = new_axes(height=3.0)
-    t0 = float(rows["t_seconds"].min())
+    # Time from the new container's start, which the ready line is measured from too (runs
+    # that did not record it: from the first sample of the new pod).
+    t0 = cs.started_t if cs.started_t is not None else float(rows["t_seconds"].min())
     ax.plot(rows["t_seconds"] - t0, rows[s.memory_column], color=MEASURE, marker="o",
             markersize=3, linewidth=1.5, label=_label(s))  # fmt: skip
     if cs.steady_bytes is not None:
@@ -345,7 +347,7 @@ def cold_start_figure(s: RunSummary) -> Figure | None:
     if cs.ready_seconds is not None:
         ax.axvline(cs.ready_seconds, color=RSS, linewidth=1, label=f"ready {cs.ready_seconds:.1f}s")
     limit_line(ax, s.limit_bytes)
-    memory_axes(ax, xlabel="seconds since the restart")
+    memory_axes(ax, xlabel="seconds since the new container started")
     legend(ax)
     return figure(
         "cold-start",
