@@ -285,6 +285,7 @@ class RunLoop:
         self.sampler.expect_replacement("restarted by triage for the cold start")
         # The pods' captures go with them: copy them out first.
         self.profiler.collect()
+        self.profiler.read_ended()
         t0 = time.monotonic()
         for name in pods:
             self.cluster.client.delete_if_present(

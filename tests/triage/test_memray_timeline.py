@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,15 @@ def test_a_broken_capture_is_an_error_not_a_crash(tmp_path: Path) -> None:
     bad.write_bytes(b"not a capture at all")
     with pytest.raises(CaptureError, match=r"memray-bad\.bin"):
         profiles_isolated(bad, [1.0])
+
+
+def test_a_niced_read_gives_the_same_heaps_at_low_priority(
+    capture: tuple[Path, list[float]],
+) -> None:
+    # Beside a cold start the read runs niced: only its priority changes, not what it reads.
+    path, marks = capture
+    times = [m * 1000 for m in marks]
+    plain, niced = profiles_isolated(path, times), profiles_isolated(path, times, nice=19)
+    assert [p["heap_bytes"] for p in niced["at"]] == [p["heap_bytes"] for p in plain["at"]]
+    # The child says the priority it read at: the one it inherited, or the lowest.
+    assert plain["nice"] == os.nice(0) and niced["nice"] == 19

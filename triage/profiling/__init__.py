@@ -90,10 +90,16 @@ class Profiler:
         """Copy out what must leave the pod before the restore takes the pod away."""
         self._drain()
 
+    def read_ended(self) -> None:
+        """The processes whose data `collect()` just copied are about to end (a cold start
+        restarts them): what they left may be parsed now, at low CPU priority, beside the
+        measurement that follows."""
+
     def start_reading(self) -> None:
-        """After the last measurement (never before a cold start: it would compete with the
-        operator for the CPU it is timed on): start parsing what was collected, in the
-        background, while the restore runs."""
+        """After the last measurement: start parsing what was collected and is not being
+        parsed yet, in the background, while the restore runs. At full priority only now: a
+        read beside a cold start (`read_ended`) would otherwise take the CPU the restarted
+        operator is timed on."""
 
     def finish(self) -> None:
         """After the restore: the parsing done (blocking)."""

@@ -80,6 +80,8 @@ class MemrayProfiler(Profiler):
         self._copied: dict[str, Path] = {}
         #: capture name -> its timeline once read (None: the read failed).
         self._timelines: dict[str, dict[str, Any] | None] = {}
+        #: Captures whose read has been started.
+        self._reading: set[str] = set()
         #: Bytes the pod's ephemeral-storage limits allow the captures (None: no such limit).
         self._pod_allowance: int | None = None
         #: (batch, capture bytes in the live pod) after every batch, for the guard.
@@ -256,20 +258,33 @@ class MemrayProfiler(Profiler):
 
     # -- after the last measurement: one pass per capture for every batch it covers ----------
 
-    def start_reading(self) -> None:
-        # Reading a capture is the longest step after the load (a minute for 10,000 sessions
-        # with Python allocators traced) and needs nothing from the cluster: it runs in a
-        # child process on the worker while the restore waits on its rollout.
-        if self._marks:
-            for name in sorted(self._copied):
-                self._submit("timeline", self._read_timeline, name)
+    def read_ended(self) -> None:
+        # The captures just copied belong to processes the cold start is about to end: no
+        # later mark can fall inside them, so each can be read now. Reading is the longest
+        # step after the load (a minute for 10,000 sessions with Python allocators traced)
+        # and needs nothing from the cluster; beside the cold start it runs niced, in a child
+        # process, on CPU the operator being timed leaves idle.
+        self._start_reads(nice=19)
 
-    def _read_timeline(self, name: str) -> None:
-        """The heap at every batch mark from capture `name` (the marks are final by now)."""
+    def start_reading(self) -> None:
+        # After the last measurement: the rest, at full speed, while the restore waits on
+        # its rollout.
+        self._start_reads(nice=0)
+
+    def _start_reads(self, *, nice: int) -> None:
+        if not self._marks:
+            return
+        for name in sorted(self._copied):
+            if name not in self._reading:
+                self._reading.add(name)
+                self._submit("timeline", self._read_timeline, name, nice)
+
+    def _read_timeline(self, name: str, nice: int = 0) -> None:
+        """The heap at every batch mark so far from capture `name` (no later one is in it)."""
         self._timelines[name] = None  # read, whatever comes of it
         times = [t * 1000 for _, t, _ in self._marks]
         try:
-            self._timelines[name] = profiles_isolated(self._copied[name], times)
+            self._timelines[name] = profiles_isolated(self._copied[name], times, nice=nice)
         except CaptureError as e:
             self.notes.append(str(e))
 
