@@ -83,3 +83,45 @@ def test_a_niced_read_gives_the_same_heaps_at_low_priority(
     assert [p["heap_bytes"] for p in niced["at"]] == [p["heap_bytes"] for p in plain["at"]]
     # The child says the priority it read at: the one it inherited, or the lowest.
     assert plain["nice"] == os.nice(0) and niced["nice"] == 19
+
+
+def test_a_capture_read_beside_a_cold_start_keeps_only_its_own_batches(
+    capture: tuple[Path, list[float]], tmp_path: Path
+) -> None:
+    """`--restart-at`: the first process's capture is read at the restart (niced), when only
+    the marks so far exist; later batches come from the restarted process's capture. Each
+    batch gets its heap from the capture it happened in."""
+    from triage.profiling import Settings
+    from triage.profiling.memray import MemrayProfiler
+    from triage.rundir import RunWriter
+    from triage.target import Target
+
+    first, marks_a = capture
+    second = tmp_path / "memray-2.bin"
+    out = subprocess.run([sys.executable, str(first.parent / "workload.py"), str(second)],
+                         check=True, capture_output=True, text=True, timeout=180)  # fmt: skip
+    marks_b = json.loads(out.stdout)
+    run = RunWriter(tmp_path / "run", run_id="20261203T000000Z-abcdef")
+    profiler = MemrayProfiler(
+        None,  # type: ignore[arg-type]  # nothing here talks to the cluster
+        run=run, target=Target("ns", "op", "op"), settings=Settings(kind="memray"),
+    )  # fmt: skip
+    try:
+        # Batches 0 and 1 ran in the first process; then the cold start restarted it.
+        profiler._marks += [(0, marks_a[0], False), (1, marks_a[1], False)]
+        profiler._copied["memray-1.bin"] = first
+        profiler.read_ended()
+        # Batches 2 and 3 in the restarted process, read after the last measurement.
+        profiler._marks += [(2, marks_b[0], False), (3, marks_b[1], False)]
+        profiler._copied["memray-2.bin"] = second
+        profiler.start_reading()
+        profiler.finish()
+    finally:
+        profiler.close()
+    sources = {
+        b: json.loads((tmp_path / "run" / "profiles" / f"batch-{b:04d}" / "memray.json")
+                      .read_text())["source"]
+        for b in range(4)
+    }  # fmt: skip
+    assert sources == {0: "memray-1.bin", 1: "memray-1.bin", 2: "memray-2.bin", 3: "memray-2.bin"}
+    assert not profiler.notes, profiler.notes

@@ -303,7 +303,10 @@ class MemrayProfiler(Profiler):
             if timeline is None:  # its read failed (a note says why)
                 continue
             last = timeline.get("last_ms")
-            for (batch, t, oom), doc in zip(self._marks, timeline["at"], strict=True):
+            # A capture read beside a cold start saw the marks up to then (marks are only
+            # ever appended); later ones belong to later processes.
+            marks = self._marks[: len(timeline["at"])]
+            for (batch, t, oom), doc in zip(marks, timeline["at"], strict=True):
                 if doc is None or last is None:
                     continue
                 if oom and timeline.get("end") is not None and last < t * 1000:
