@@ -12,6 +12,7 @@ import pytest
 from agentic_operator._session_store import view
 from agentic_operator.contract import AGENTIC_SESSIONS
 from agentic_operator.kube import ApiError, KubeClient
+from agentic_operator.resources import ROLE_BINDINGS, ROLES
 from tests.conftest import wait_until
 from tests.operator._helpers import caches_only
 from tests.operator.conftest import get_session, new_session, phase
@@ -27,10 +28,31 @@ def _counter(registry: Any, name: str, **labels: str) -> float:
     return float(registry.get_sample_value(name, labels) or 0.0)
 
 
+def _node_reads_secrets(kube: KubeClient, ns: str) -> None:
+    """Let the node read this namespace's Secrets through RBAC as well.
+
+    The kubelet reads a runner's Secrets through the apiserver's Node authorizer, whose
+    graph of pods lags behind new pods while ten reconcilers and a status writer hammer the
+    apiserver: the kubelet is refused ("no relationship found between node and this
+    object"), reports CreateContainerConfigError, and the operator, as upstream, fails the
+    session on it. That lag is the cluster's, not what this test is about.
+    """
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    kube.create(ROLES.path(ns), {"metadata": {"name": "node-secrets"}, "rules": [rule]})
+    kube.create(ROLE_BINDINGS.path(ns), {
+        "metadata": {"name": "node-secrets"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "node-secrets"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                      "name": "system:nodes"}],
+    })  # fmt: skip
+
+
 def test_ten_workers_make_one_pod_and_lose_no_status_update(
     kube: KubeClient, project: str, kubeconfig: Path
 ) -> None:
     ns = project
+    _node_reads_secrets(kube, ns)
     # Controllers off: the test's own ten threads are the only reconcilers.
     with caches_only(kubeconfig) as holder:
         for name in SESSIONS:
