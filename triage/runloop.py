@@ -314,8 +314,11 @@ class RunLoop:
             if obs.state.ready and ready_s is None:
                 restart_s = time.monotonic() - t0
                 ready_s = restart_s
-                if started_t is not None and 0 <= self.writer.elapsed() - started_t <= restart_s:
-                    ready_s = self.writer.elapsed() - started_t
+                if started_t is not None:
+                    since_start = self.writer.elapsed() - started_t
+                    # Another clock (a remote node's) can put the start outside the restart.
+                    if 0 <= since_start <= restart_s:
+                        ready_s = since_start
             now = obs.memory.unreclaimable_bytes
             if ready_s is not None and now is not None and last is not None:
                 calm = calm + 1 if stable_between(last, now) else 0

@@ -303,13 +303,15 @@ class Sampler:
     def _previous_log(self, pod: str) -> str:
         """The tail of the ended container's own log, read back from the kubelet.
 
-        Read, not taken from the termination message: the message needs the operator's
-        Deployment to ask for it, and the kubelet cuts it at the container's exit, before the
-        runtime has always copied the last stderr line into the log. By the time a restart is
-        counted the log is whole. "" when it is gone (the pod went) or not ours to read.
+        Read, not taken from the termination message: the message exists only when the
+        operator's Deployment asks for one (`terminationMessagePolicy`), and most do not.
+        "" when the log is gone (the pod went, or the kubelet already removed that dead
+        container) or not ours to read; the caller then falls back to the message.
         """
-        params = {"container": self._container, "previous": "true", "tailLines": "20"}
-        params["limitBytes"] = str(_LOG_TAIL_BYTES)
+        params = {
+            "container": self._container, "previous": "true", "tailLines": "20",
+            "limitBytes": str(_LOG_TAIL_BYTES),
+        }  # fmt: skip
         try:
             data = self._cluster.client.request_raw(
                 "GET", PODS.path(self._namespace, pod, "log"), params=params, timeout=10.0,

@@ -217,7 +217,6 @@ def render_compare(c: Comparison, *, out_dir: Path) -> Written:
         "figures": figures,
         "figure_count": len(figures),
         "generated_at": _now(),
-        "noise_floor": NOISE_FLOOR,
     }
     return _write_all(env, ctx, out_dir, ("compare", "compare"), c.to_json())
 
