@@ -11,7 +11,9 @@ Two ordering rules keep the load honest:
   the namespace is labelled managed afterwards. Otherwise the operator can see a fresh
   Pending session in the gap before the status write and start a real runner pod for it
   (the upstream script raced exactly this); the operator lists a namespace's objects when it
-  becomes managed, so it still sees every session;
+  becomes managed, so it still sees every session. Each namespace is labelled as soon as
+  its own objects are in, not after the whole batch: the operator's work on the first
+  namespaces then overlaps the creation of the rest, and the batch settles sooner;
 - Running sessions get a parked runner pod (the operator's name, labels and owner, but a
   scheduler name nobody serves): the operator finds its pod and leaves the session Running,
   and no container starts on a node that has two cores for everybody.
@@ -115,6 +117,46 @@ class _Tally:
         with self.lock:
             self.objects += objects
             self.payload += payload
+
+
+class _LabelWhenDone:
+    """Labels each namespace managed once the last of its objects is in (module docstring)."""
+
+    def __init__(
+        self, label: Callable[[NamespacePlan], None], managed: Sequence[NamespacePlan],
+        owners: Iterable[NamespacePlan],
+    ) -> None:  # fmt: skip
+        self._label = label
+        self._lock = threading.Lock()
+        self._managed = {ns.index: ns for ns in managed}
+        self._left = dict.fromkeys(self._managed, 0)
+        for ns in owners:
+            if ns.index in self._left:
+                self._left[ns.index] += 1
+        self._labelled: set[int] = set()
+
+    def after(self, fn: Callable[[Any], T]) -> Callable[[Any], T]:
+        """`fn` for one item of a namespace, then its label if that was the last item."""
+
+        def one(item: Any) -> T:
+            out = fn(item)
+            ns: NamespacePlan = item[0]
+            with self._lock:
+                if ns.index not in self._left:
+                    return out
+                self._left[ns.index] -= 1
+                last = self._left[ns.index] == 0
+            if last:
+                self._label(ns)
+                with self._lock:
+                    self._labelled.add(ns.index)
+            return out
+
+        return one
+
+    def unlabelled(self) -> list[NamespacePlan]:
+        with self._lock:
+            return [ns for i, ns in self._managed.items() if i not in self._labelled]
 
 
 class Loader:
@@ -250,13 +292,7 @@ class Loader:
             self._map(self._create_runner_secrets, [ns for ns in plan.namespaces if ns.managed])
 
         work = [(ns, j) for ns in plan.namespaces for j in range(ns.sessions)]
-        created = self._map(lambda item: self._create_session(item[0], item[1], shape), work)
-        for key, when in created:
-            result.created[key] = when
-        result.sessions = len(created)
-
         noise = [(ns, k) for ns in plan.namespaces for k in range(ns.noise_pods)]
-        self._map(lambda item: self._create_noise_pod(item[0], item[1]), noise)
         per_ns = sum(t.count for t, _ in self._templates)
         objects = [
             (ns, t, kind, i, ns.index * per_ns + offset + i)
@@ -264,13 +300,22 @@ class Loader:
             for offset, (t, kind) in zip(_offsets(self._templates), self._templates, strict=True)
             for i in range(t.count)
         ]
-        self._map(lambda item: self._create_object(*item), objects)
+        managed = [ns for ns in plan.namespaces if ns.managed] if label_later else []
+        owners = [item[0] for item in work] + [item[0] for item in noise]
+        labels = _LabelWhenDone(self._mark_managed, managed, owners + [o[0] for o in objects])
+        created = self._map(
+            labels.after(lambda item: self._create_session(item[0], item[1], shape)), work
+        )
+        for key, when in created:
+            result.created[key] = when
+        result.sessions = len(created)
+        self._map(labels.after(lambda item: self._create_noise_pod(item[0], item[1])), noise)
+        self._map(labels.after(lambda item: self._create_object(*item)), objects)
         # Objects from templates are the run's unit when it creates no sessions.
         if not work:
             result.sessions = len(objects)
-
-        if label_later:
-            self._map(self._mark_managed, [ns for ns in plan.namespaces if ns.managed])
+        # Namespaces with nothing in them, and any whose label failed in a worker.
+        self._map(self._mark_managed, labels.unlabelled())
         # Recorded before churning, so this batch's own sessions are churned too.
         self._sessions.extend(result.created)
         for _ in range(plan.churn_rounds):

@@ -32,7 +32,7 @@ from triage.memstat import (
     memory_from_cadvisor,
     parse_dump,
 )
-from triage.podio import PortForward, exec_in
+from triage.podio import ExecStream, PortForward, exec_in
 from triage.quantity import parse_quantity_bytes
 from triage.rundir import Memory, epoch
 
@@ -56,6 +56,9 @@ class MemoryStat:
         #: (reader, cgroup files) that worked, learnt on the first success.
         self._how: tuple[int, tuple[str, str, str]] | None = None
         self._misses = 0
+        #: The open stream (podio.ExecStream) and the pods where one could not be had.
+        self._stream: ExecStream | None = None
+        self._no_stream: set[tuple[str, str]] = set()
         self.unavailable = ""
 
     def _argv(self, reader: int, files: tuple[str, str, str]) -> list[str]:
@@ -76,6 +79,9 @@ class MemoryStat:
     def reading(self, pod: str, container: str) -> CgroupReading | None:
         if self.unavailable:
             return None
+        streamed = self._streamed(pod, container)
+        if streamed is not None:
+            return streamed
         readers = range(3 if self._interpreter else 2)
         tries = [self._how] if self._how else [(r, f) for f in CGROUP_FILES for r in readers]
         for reader, files in tries:
@@ -86,6 +92,7 @@ class MemoryStat:
             got = parse_dump(r.stdout.decode("ascii", "replace")) if r.stdout else None
             if got is not None:
                 self._how = (reader, files)
+                self._open_stream(pod, container)
                 return got
         self._misses += 1
         # A container that is still starting fails too: give up only after a few tries.
@@ -99,6 +106,45 @@ class MemoryStat:
     def read(self, pod: str, container: str) -> Memory | None:
         got = self.reading(pod, container)
         return None if got is None else got.memory
+
+    @property
+    def stream_pid(self) -> int | None:
+        return self._stream.pid if self._stream is not None and self._stream.alive else None
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.stop()
+            self._stream = None
+
+    def _streamed(self, pod: str, container: str) -> CgroupReading | None:
+        """A reading through the open stream, when it is this container's and still works."""
+        stream = self._stream
+        if stream is None:
+            return None
+        if stream.key != (pod, container):  # another pod now: its stream is of no use
+            self.close()
+            return None
+        out = stream.ask()
+        got = parse_dump(out.decode("ascii", "replace")) if out else None
+        if got is None:  # the container restarted, or the stream broke: one-shot, then reopen
+            self.close()
+        return got
+
+    def _open_stream(self, pod: str, container: str) -> None:
+        """After a one-shot reading worked: a stream for the next ones, if the image has a
+        shell (ExecStream). Tried once per container; a stream that worked and later broke
+        (the container restarted) is opened again."""
+        if self._how is None or (pod, container) in self._no_stream:
+            return
+        self.close()
+        stream = ExecStream(self._cluster, namespace=self._namespace, pod=pod,
+                            container=container, files=list(self._how[1]))  # fmt: skip
+        out = stream.ask(timeout=10.0)
+        if out is None or parse_dump(out.decode("ascii", "replace")) is None:
+            stream.stop()
+            self._no_stream.add((pod, container))
+            return
+        self._stream = stream
 
 
 class NodeProxy:

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agentic_operator.kube import KubeError
-from agentic_operator.resources import PODS
 from triage.cluster import Cluster
 from triage.custom_objects import ServedKind
 from triage.drift import Drift, DriftWatch
@@ -28,6 +27,7 @@ from triage.load import BatchResult, Loader
 from triage.options import ReproduceOptions, Validated
 from triage.percentiles import nearest_rank
 from triage.profiling import Profiler
+from triage.restart import restart
 from triage.rundir import Outcome, RunWriter, Sample, iso_now
 from triage.sampling import Observation, Sampler
 from triage.settle import Settled, settle, stable_between
@@ -38,6 +38,10 @@ SAMPLE_INTERVAL = 2.0
 COLD_START_MAX = 90.0
 #: Consecutive samples within settle.stable_between of each other that make a re-list finished.
 STEADY_SAMPLES = 3
+#: A cold start is read twice a second (its peak is short) and is over once ready and
+#: still for COLD_STEADY readings in a row (two seconds).
+COLD_START_POLL = 0.5
+COLD_STEADY = 4
 #: How long the apiserver may stay away before the run gives up (restoring needs it too).
 OUTAGE_MAX = 90.0
 
@@ -276,21 +280,30 @@ class RunLoop:
         return self.writer.elapsed() - (time.time() - started)
 
     def _cold_start(self, batch: int) -> bool:
-        """Restart every operator pod and follow the re-list; True when it ended in an OOM."""
-        pods = [p["metadata"]["name"] for p in self._live_pods()]
+        """Restart every operator container and follow the re-list; True when it ended in an
+        OOM. In place where it can (triage.restart), else by deleting the pod."""
+        live = self._live_pods()
+        pods = [p["metadata"]["name"] for p in live]
         steady = self.rows[-1].memory.unreclaimable_bytes if self.rows else None
         self.view.note(
             f"cold start: restarting {', '.join(pods)} with {self.totals.sessions} sessions"
         )
         self.sampler.expect_replacement("restarted by triage for the cold start")
-        # The pods' captures go with them: copy them out first.
+        # The captures are copied out first: a deleted pod takes them with it, and a copy
+        # beside the re-list would take CPU the re-list is timed on.
         self.profiler.collect()
         self.profiler.read_ended()
         t0 = time.monotonic()
-        for name in pods:
-            self.cluster.client.delete_if_present(
-                PODS.path(self.target.namespace, name), grace_seconds=1
-            )
+        done = [
+            restart(self.cluster, namespace=self.target.namespace,
+                    container=self.target.container, pod=p)
+            for p in live
+        ]  # fmt: skip
+        gone = {r.pod for r in done if r.how == "deleted"}
+        before = {r.pod: r.restart_count for r in done if r.how == "in-place"}
+        for r in done:
+            if r.fallback:
+                self.view.note(f"cold start: deleted {r.pod} instead: {r.fallback}")
         # Ready is timed from the new container's start, not from the delete: what comes
         # before it (the old pod stopping, scheduling, a host port still held by the old
         # pod) is the cluster's time, not the re-list's. Both are recorded.
@@ -301,10 +314,12 @@ class RunLoop:
         last: int | None = None
         killed = False
         while time.monotonic() - t0 < COLD_START_MAX:
-            time.sleep(1.0)
+            time.sleep(COLD_START_POLL)
             obs = self._resilient(self.sampler.quick)
-            if obs.state.pod in pods or obs.state.state == "absent":
+            if obs.state.pod in gone or obs.state.state == "absent":
                 continue  # the old pod is still going, or the new one not there yet
+            if obs.state.restart_count <= before.get(obs.state.pod, -1):
+                continue  # the old container is still stopping
             self._row("cold-start", batch, obs)
             if obs.state.oom_killed:
                 killed = True
@@ -323,7 +338,7 @@ class RunLoop:
             if ready_s is not None and now is not None and last is not None:
                 calm = calm + 1 if stable_between(last, now) else 0
             last = now
-            if calm >= STEADY_SAMPLES:
+            if calm >= COLD_STEADY:
                 break
         final = self._resilient(self.sampler.sample)
         self._row("cold-start", batch, final)
@@ -346,6 +361,8 @@ class RunLoop:
             sessions=self.totals.sessions,
             ready_seconds=ready_s,
             restart_seconds=restart_s,
+            how=sorted({r.how for r in done}),
+            fallback=[f"{r.pod}: {r.fallback}" for r in done if r.fallback],
             started_t_seconds=None if started_t is None else round(started_t, 3),
             peak_bytes=peak,
             steady_bytes=steady,

@@ -102,6 +102,8 @@ class Sampler:
         #: The last pod a leader lock named, and why pods that went did.
         self._leader: str | None = None
         self._gone: dict[str, str] = {}
+        #: Why the next change of pod or restart is triage's own (one of them, whichever
+        #: comes first: a restart in place, or the pod deleted instead).
         self._expected = ""
         #: Longest wait for kubelet stats newer than a batch (housekeeping is ~10 s).
         self.stats_wait = 20.0
@@ -113,6 +115,7 @@ class Sampler:
     def close(self) -> None:
         if self._operator is not None:
             self._operator.close()
+        self.memstat.close()
 
     def __enter__(self) -> Sampler:
         return self
@@ -125,6 +128,11 @@ class Sampler:
         return self._operator.port_forward_pid if self._operator is not None else None
 
     @property
+    def stream_pid(self) -> int | None:
+        """The kubectl exec that reads memory.stat, while one is open (MemoryStat)."""
+        return self.memstat.stream_pid
+
+    @property
     def unavailable(self) -> dict[str, str]:
         """Sources that could not be had on this cluster, and why (for run.json)."""
         out = {
@@ -135,7 +143,8 @@ class Sampler:
         return {k: v for k, v in out.items() if v}
 
     def expect_replacement(self, why: str) -> None:
-        """The next change of pod is triage's own doing (a cold start): record it as such."""
+        """The next change of pod, or restart of the followed container, is triage's own
+        doing (a cold start): record it as such."""
         self._expected = why
 
     # -- the pod ----------------------------------------------------------------------------
@@ -255,20 +264,27 @@ class Sampler:
             self._started[key] = started
         restart_count = int(status.get("restartCount", 0))
         self._restarts[key] = restart_count
+        if before is not None and restart_count > before and started is None:
+            # Seen in the pod status first (a quick poll has no kubelet stats): the start the
+            # stats remember is the ended container's, and the next stats' new start is this
+            # restart, not one the status has yet to show.
+            self._started.pop(key, None)
         if before is not None and restart_count > before:
             # What the kubelet says ended the container, as it said it: the OOM count rests
             # on this reason, so a run whose restarts are not all OOMs shows why.
             last = (status.get("lastState") or {}).get("terminated") or {}
             tail = self._previous_log(name)
             said = last_words(tail) or last_words(last.get("message"))
+            by, self._expected = self._expected, ""
             self._on_event(
                 "container-restarted",
-                f"{name}/{self._container} restarted ({restart_count}): "
-                f"{last.get('reason') or 'no reason given'}, exit code {last.get('exitCode')}"
-                + (f": {said}" if said else ""),
+                f"{name}/{self._container} restarted ({restart_count}"
+                + (f", {by}" if by else "")
+                + f"): {last.get('reason') or 'no reason given'}, exit code "
+                f"{last.get('exitCode')}" + (f": {said}" if said else ""),
                 pod=name, restart_count=restart_count, reason=last.get("reason"),
                 exit_code=last.get("exitCode"), finished_at=last.get("finishedAt"),
-                termination_message=last.get("message"), log_tail=tail,
+                termination_message=last.get("message"), log_tail=tail, expected=bool(by),
             )  # fmt: skip
         restarts, reason = effective_restarts(
             restart_count=restart_count,

@@ -47,6 +47,12 @@ class Synthetic:
     #: Its event with the restart's own time and the container's start (runs before these
     #: were recorded have ready_seconds alone).
     cold_start_timing: bool = True
+    #: The cold start restarted the container in place (its restartCount goes up by one, and
+    #: the sampler marks the restart as triage's own); else the pod was replaced.
+    cold_start_in_place: bool = False
+    #: memray's fixed cost read in the run's own pod: its container restarted into memray
+    #: before the baseline (triage.fixedcost), so every sample has restartCount 1 or more.
+    memray_started_in_place: bool = False
     seed: int = 1
     run_suffix: str = "a1b2"
 
@@ -64,6 +70,10 @@ def write_run(root: Path, spec: Synthetic = Synthetic()) -> Path:
     limit = spec.limit_mi * MI
     t = 0.0
     restarts = ooms = 0
+    if spec.memray_started_in_place:
+        restarts = 1
+        w.event("container-restarted", "restarted (1, restarted by triage to start memray): "
+                "Completed, exit code 0", restart_count=1, expected=True)  # fmt: skip
     oom_batch: int | None = None
     oom_sessions: int | None = None
 
@@ -160,6 +170,10 @@ def write_run(root: Path, spec: Synthetic = Synthetic()) -> Path:
     elif spec.cold_start:
         steady = spec.base_bytes + spec.bytes_per_session * sessions
         started = t + 0.5  # the new container starts half a second before the first sample
+        if spec.cold_start_in_place:
+            restarts += 1
+            w.event("container-restarted", "restarted (1, restarted by triage for the cold "
+                    "start): Completed, exit code 0", restart_count=restarts, expected=True)  # fmt: skip
         for f in (0.4, 1.1, 1.25, 1.05, 1.0, 1.0):
             t += 1.0
             row("cold-start", spec.max_batches, sessions, steady * f)

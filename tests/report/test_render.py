@@ -117,6 +117,31 @@ def test_a_run_that_grows_predicts_its_oom_with_the_range(tmp_path: Path) -> Non
     assert head in md
 
 
+@pytest.mark.parametrize("memray_in_place", [False, True], ids=["", "memray-started-in-place"])
+@pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "pod-replaced"])
+def test_a_cold_start_restart_is_not_counted_against_the_operator(
+    tmp_path: Path, in_place: bool, memray_in_place: bool
+) -> None:
+    """An in-place cold start raises the container's restartCount: the report counts it as
+    triage's, apart from the operator's own restarts. The restart that started memray came
+    before the first sample and is in none of the counts."""
+    spec = Synthetic(limit_mi=512, max_batches=4, memray=False, pyspy=False, cold_start=True,
+                     cold_start_in_place=in_place, memray_started_in_place=memray_in_place,
+                     run_suffix="own")  # fmt: skip
+    run_dir = write_run(tmp_path, spec)
+    s = summarize(load_run(run_dir))
+    assert (s.restarts, s.own_restarts, s.cumulative_ooms) == (0, int(in_place), 0)
+    assert s.frame["restart_count"].max() == int(in_place) + int(memray_in_place)
+    written = render_report(s, out_dir=run_dir)
+    html = written.html.read_text()  # type: ignore[union-attr]
+    md = written.markdown.read_text()
+    besides = "besides 1 cold start triage restarted in place"
+    assert (besides in html) == in_place
+    assert ("| Restarts / cumulative OOMs | 0 / 0 (and 1 cold start by triage) |" in md) == in_place
+    data = json.loads((run_dir / "summary.json").read_text())
+    assert data["restarts"] == {"restarts": 0, "cumulative_ooms": 0, "by_triage": int(in_place)}
+
+
 @pytest.mark.parametrize("timing", [True, False], ids=["from-container-start", "older-run"])
 def test_cold_start_ready_is_timed_from_the_new_container(tmp_path: Path, timing: bool) -> None:
     spec = Synthetic(limit_mi=512, max_batches=4, memray=False, pyspy=False, cold_start=True,

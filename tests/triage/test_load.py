@@ -72,6 +72,38 @@ def test_terminal_sessions_load_and_cleanup(cluster: Cluster, run_id: str) -> No
 
 
 @pytest.mark.cluster
+def test_each_namespace_is_labelled_once_its_own_sessions_are_in(
+    cluster: Cluster, run_id: str
+) -> None:
+    """The label comes after every one of the namespace's sessions reached its phase (the
+    operator must never see a Pending one), and before the batch's last namespaces are
+    loaded: the operator's work on the first namespaces overlaps the rest of the load.
+
+    Order is read from resourceVersions, which on this cluster's single etcd are its
+    revision numbers (a client may not compare them in general; a test of this cluster may).
+    """
+    scenario = get("terminal-sessions").sized(namespaces=8, sessions_per_ns=20, batch_size=8)
+    with load.Loader(cluster, run_id=run_id, concurrency=16, session_phase="Completed") as loader:
+        [result] = [loader.run_batch(plan) for plan in scenario.plan()]
+    assert result.sessions == 160
+    labelled = {
+        ns["metadata"]["name"]: int(ns["metadata"]["resourceVersion"])
+        for ns in run_namespaces(cluster, run_id=run_id)
+    }
+    assert len(labelled) == 8
+    written: dict[str, list[int]] = {}
+    for s in _sessions(run_id):
+        assert s["status"]["phase"] == "Completed"
+        written.setdefault(s["metadata"]["namespace"], []).append(
+            int(s["metadata"]["resourceVersion"])
+        )
+    for ns, at in labelled.items():
+        assert at > max(written[ns]), f"{ns} was labelled managed before its sessions were in"
+    first = min(labelled.values())
+    assert first < max(max(v) for v in written.values()), "every label waited for the batch"
+
+
+@pytest.mark.cluster
 def test_running_sessions_get_parked_runner_pods(cluster: Cluster, run_id: str) -> None:
     scenario = get("running-sessions").sized(namespaces=1, sessions_per_ns=5, batch_size=1)
     with load.Loader(cluster, run_id=run_id, concurrency=8, session_phase="Running") as loader:

@@ -125,3 +125,38 @@ def test_a_capture_read_beside_a_cold_start_keeps_only_its_own_batches(
     }  # fmt: skip
     assert sources == {0: "memray-1.bin", 1: "memray-1.bin", 2: "memray-2.bin", 3: "memray-2.bin"}
     assert not profiler.notes, profiler.notes
+
+
+def test_collect_does_not_wait_for_a_read_of_what_was_already_copied(tmp_path: Path) -> None:
+    """The restore follows collect(): a minute-long parse of a capture copied before the cold
+    start must not hold it up (it did: collect() drained every background job)."""
+    import threading
+
+    from triage.profiling import Profiler, Settings
+    from triage.rundir import RunWriter
+    from triage.target import Target
+
+    run = RunWriter(tmp_path / "run", run_id="20261204T000000Z-abcdef")
+    profiler = Profiler(
+        None,  # type: ignore[arg-type]  # nothing here talks to the cluster
+        run=run, target=Target("ns", "op", "op"), settings=Settings(kind="memray"),
+    )  # fmt: skip
+    release, copied, parsed = threading.Event(), threading.Event(), threading.Event()
+
+    def parse() -> None:
+        release.wait(30)
+        parsed.set()
+
+    try:
+        profiler._submit("read", parse, read=True)
+        profiler._submit("copy", copied.set)  # pod-bound work is still waited for
+        done = threading.Thread(target=profiler.collect)
+        done.start()
+        done.join(10)
+        assert not done.is_alive() and copied.is_set() and not parsed.is_set()
+        release.set()
+        profiler.finish()  # the end of the run waits for the read
+        assert parsed.is_set()
+    finally:
+        release.set()
+        profiler.close()

@@ -77,11 +77,23 @@ def test_samples_a_real_operator_pod(operator_namespace: str) -> None:
         assert st.restart_count == 0 and st.oom_count == 0 and not st.oom_killed
         quick = sampler.quick()
         assert quick.memory.unreclaimable_bytes and quick.cpu_seconds and quick.cpu_seconds > 0
+        # After the first one-shot exec, memory.stat comes through one kept-open exec: a
+        # reading no longer costs a process in the container (nor a kubectl on the host).
+        stream = sampler.stream_pid
+        assert stream is not None and _alive(stream)
+        again = sampler.quick()
+        assert sampler.stream_pid == stream
+        assert again.cpu_seconds is not None and again.cpu_seconds >= quick.cpu_seconds
+        assert again.memory.unreclaimable_bytes == pytest.approx(
+            quick.memory.unreclaimable_bytes, rel=0.2
+        )
         second = sampler.sample()
         assert second.state.pod == st.pod
         assert sampler.port_forward_pid == pid, "the forward is reused across samples"
         assert sampler.unavailable == {}
     assert not _alive(pid), "closing the sampler stops its port-forward"
+    assert not _alive(stream), "and its memory.stat stream"
+    assert sampler.stream_pid is None
     assert sampler.port_forward_pid is None
 
 

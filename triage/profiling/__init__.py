@@ -69,6 +69,10 @@ class Profiler:
         self.notes: list[str] = []
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"triage-{self.kind}")
         self._pending: list[Future[None]] = []
+        # Parsing what was already copied out needs nothing from the pod: it has its own
+        # worker, so a long read never delays a copy that must finish before the restore.
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"triage-{self.kind}-read")
+        self._reads: list[Future[None]] = []
         #: For the report: what the profiler ran with.
         self.info: dict[str, Any] = {}
 
@@ -87,8 +91,11 @@ class Profiler:
         return None
 
     def collect(self) -> None:
-        """Copy out what must leave the pod before the restore takes the pod away."""
-        self._drain()
+        """Copy out what must leave the pod before the restore takes the pod away.
+
+        Waits for the pod-bound work only, never for reads of what was copied before: the
+        restore (and the cold start) must not queue behind a parse of a local file."""
+        self._drain(self._pending)
 
     def read_ended(self) -> None:
         """The processes whose data `collect()` just copied are about to end (a cold start
@@ -103,25 +110,33 @@ class Profiler:
 
     def finish(self) -> None:
         """After the restore: the parsing done (blocking)."""
-        self._drain()
+        self._drain(self._pending)
+        self._drain(self._reads)
 
-    def _drain(self) -> None:
-        for f in self._pending:
+    @staticmethod
+    def _drain(futures: list[Future[None]]) -> None:
+        for f in futures:
             with contextlib.suppress(Exception):
                 f.result()
-        self._pending.clear()
+        futures.clear()
 
     def close(self) -> None:
         self._worker.shutdown(wait=True, cancel_futures=False)
+        self._reader.shutdown(wait=True, cancel_futures=False)
 
-    def _submit(self, what: str, fn: Any, *args: Any) -> None:
+    def _submit(self, what: str, fn: Any, *args: Any, read: bool = False) -> None:
+        """Run `fn(*args)` in the background; `read`: it parses local files only."""
+
         def job() -> None:
             try:
                 fn(*args)
             except Exception as e:  # a profile is a note, never a failed run
                 self.notes.append(f"{what}: {e.__class__.__name__}: {e}")
 
-        self._pending.append(self._worker.submit(job))
+        if read:
+            self._reads.append(self._reader.submit(job))
+        else:
+            self._pending.append(self._worker.submit(job))
 
 
 @dataclass

@@ -277,7 +277,7 @@ class MemrayProfiler(Profiler):
         for name in sorted(self._copied):
             if name not in self._reading:
                 self._reading.add(name)
-                self._submit("timeline", self._read_timeline, name, nice)
+                self._submit("timeline", self._read_timeline, name, nice, read=True)
 
     def _read_timeline(self, name: str, nice: int = 0) -> None:
         """The heap at every batch mark so far from capture `name` (no later one is in it)."""

@@ -278,7 +278,8 @@ def restarts_figure(s: RunSummary) -> Figure:
         "restarts",
         "Restarts and cumulative OOMs",
         "Container restartCount and the cumulative OOM count (a lower bound: restarts not seen "
-        "as OOMKilled are not claimed).",
+        "as OOMKilled are not claimed). A cold start restarts the container in place: that "
+        "restart is triage's, and the summary does not count it.",
         fig,
     )
 

@@ -14,6 +14,7 @@ recommended limit, and the report says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from triage.report.frames import Measure, choose_measure, samples_frame, session
 from triage.report.latency import LatencySummary, summarize_latency
 from triage.report.sites import HeapSummary, summarize_heap, why_line
 from triage.rundir import Run
-from triage.rundir.format import record_json
+from triage.rundir.format import Event, record_json
 
 SUMMARY_SCHEMA = 2
 
@@ -88,7 +89,10 @@ class RunSummary:
     restart_peak_t: float | None
     #: OOM kills after the first one: the restarted process dying on what already exists.
     ooms_after_restart: int
+    #: Container restarts over the run, less those triage made itself (own_restarts).
     restarts: int
+    #: Cold starts that restarted the container in place: triage's doing, not the operator's.
+    own_restarts: int
     cumulative_ooms: int
     sessions_created: int
     batch_seconds_total: float
@@ -293,9 +297,8 @@ def summarize(
         restart_peak_bytes=restart_peak,
         restart_peak_t=restart_peak_t,
         ooms_after_restart=ooms_after,
-        restarts=int(frame["restart_count"].max() - frame["restart_count"].iloc[0])
-        if len(frame)
-        else 0,
+        restarts=_restarts(frame, run.events),
+        own_restarts=_own_restarts(frame, run.events),
         cumulative_ooms=int(frame["oom_count"].max()) if len(frame) else 0,
         sessions_created=max(created, 0),
         batch_seconds_total=total_secs,
@@ -307,6 +310,27 @@ def summarize(
         why=why_line(heap, slope),
         cold_start=summarize_cold_start(frame, run.events, column),
     )
+
+
+def _own_restarts(frame: pd.DataFrame, events: Sequence[Event]) -> int:
+    """Restarts that triage made within the samples (a cold start in place), as the sampler
+    marked them; the one that starts memray is already in the first sample's count."""
+    first = int(frame["restart_count"].iloc[0]) if len(frame) else 0
+    return sum(
+        1
+        for e in events
+        if e.kind == "container-restarted"
+        and e.data.get("expected")
+        and int(e.data.get("restart_count") or 0) > first
+    )
+
+
+def _restarts(frame: pd.DataFrame, events: Sequence[Event]) -> int:
+    """The container's restarts over the run that were not triage's own doing."""
+    if frame.empty:
+        return 0
+    counted = int(frame["restart_count"].max() - frame["restart_count"].iloc[0])
+    return max(0, counted - _own_restarts(frame, events))
 
 
 def _last(rows: pd.DataFrame, column: str) -> float | None:
@@ -377,7 +401,11 @@ def _to_json(s: RunSummary) -> dict[str, Any]:
         "cold_start": None
         if s.cold_start is None
         else {**record_json(s.cold_start), "peak_ratio": s.cold_start.peak_ratio},
-        "restarts": {"restarts": s.restarts, "cumulative_ooms": s.cumulative_ooms},
+        "restarts": {
+            "restarts": s.restarts,
+            "cumulative_ooms": s.cumulative_ooms,
+            "by_triage": s.own_restarts,
+        },
         "throughput": {
             "sessions_created": s.sessions_created,
             "batch_seconds_total": s.batch_seconds_total,

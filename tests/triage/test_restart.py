@@ -1,0 +1,171 @@
+"""triage.restart on real pods: the container restarts in place where PID 1 takes SIGTERM,
+and the pod is deleted where it cannot (a shared process namespace, a PID 1 that ignores
+the signal), with the reason."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from agentic_operator.kube import KubeClient, NotFoundError
+from agentic_operator.resources import PODS
+from tests.conftest import KUBECONFIG, wait_until
+from tests.operator.conftest import RUNNER_IMAGE
+from triage import restart as restart_mod
+from triage.cluster import connect
+from triage.fixedcost import PLAIN_FIRST_ENV, one_pod_blocker, plain_first
+from triage.preflight import Checked
+from triage.restart import in_place_blocker, restart, restart_count, sigterm_blocker
+from triage.target import Target
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+
+def _pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    container = {
+        "name": "op",
+        "image": RUNNER_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["/bin/sh", "-c", script],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "containers": [container],
+            "terminationGracePeriodSeconds": 1,
+            # A fresh namespace has no token for its default ServiceAccount yet.
+            "automountServiceAccountToken": False,
+            **spec,
+        },
+    }
+
+
+def _running(kube: KubeClient, ns: str, name: str) -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        pod = kube.get(PODS.path(ns, name))
+        states = [s.get("state") or {} for s in pod["status"].get("containerStatuses") or []]
+        return pod if states and "running" in states[0] else None
+
+    return wait_until(ready, timeout=60, what=f"{name} running")
+
+
+# PID 1 is a shell: it takes SIGTERM only with a trap (a shell that started the operator
+# without `exec` has none), which makes every case out of one image.
+_POLITE = "trap 'exit 0' TERM; while :; do sleep 0.2; done"
+_DEAF = "while :; do sleep 0.2; done"
+_STUBBORN = "trap 'echo not now' TERM; while :; do sleep 0.2; done"
+
+
+def _gone(kube: KubeClient, ns: str, name: str) -> None:
+    """Deleted: gone, or going (how long the kubelet then takes is the cluster's business)."""
+
+    def gone() -> bool:
+        try:
+            return bool(kube.get(PODS.path(ns, name))["metadata"].get("deletionTimestamp"))
+        except NotFoundError:
+            return True
+
+    wait_until(gone, timeout=30, what=f"the deleted pod {name}")
+
+
+def test_a_pid_1_that_takes_sigterm_restarts_in_place(namespace: str, kube: KubeClient) -> None:
+    kube.create(PODS.path(namespace), _pod("polite", _POLITE))
+    pod = _running(kube, namespace, "polite")
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    t0 = time.monotonic()
+    done = restart(cluster, namespace=namespace, container="op", pod=pod)
+    assert done.how == "in-place" and done.fallback == "" and done.restart_count == 0
+    # The same pod, its container started again by the kubelet; nothing waited on a delete.
+    wait_until(
+        lambda: restart_count(kube.get(PODS.path(namespace, "polite")), "op") == 1,
+        timeout=30, what="the restarted container",
+    )  # fmt: skip
+    assert time.monotonic() - t0 < restart_mod.STOP_WAIT
+    after = _running(kube, namespace, "polite")
+    assert after["metadata"]["uid"] == pod["metadata"]["uid"]
+
+
+def test_a_pid_1_without_a_sigterm_handler_is_not_waited_for(
+    namespace: str, kube: KubeClient
+) -> None:
+    """The kernel drops a signal a namespace's init does not handle: no signal is sent, and
+    the pod is deleted at once rather than after STOP_WAIT."""
+    kube.create(PODS.path(namespace), _pod("deaf", _DEAF))
+    pod = _running(kube, namespace, "deaf")
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    t0 = time.monotonic()
+    done = restart(cluster, namespace=namespace, container="op", pod=pod)
+    assert done.how == "deleted"
+    assert "no SIGTERM handler" in done.fallback and "(sh)" in done.fallback, done.fallback
+    assert time.monotonic() - t0 < restart_mod.STOP_WAIT / 2
+    _gone(kube, namespace, "deaf")
+
+
+def test_a_pid_1_that_handles_sigterm_but_stays_gets_its_pod_deleted(
+    namespace: str, kube: KubeClient
+) -> None:
+    kube.create(PODS.path(namespace), _pod("stubborn", _STUBBORN))
+    pod = _running(kube, namespace, "stubborn")
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    done = restart(cluster, namespace=namespace, container="op", pod=pod)
+    assert done.how == "deleted"
+    assert "did not stop within" in done.fallback, done.fallback
+    assert restart_count(kube.get(PODS.path(namespace, "stubborn")), "op") == 0
+    _gone(kube, namespace, "stubborn")
+
+
+def test_a_shared_process_namespace_is_never_signalled(namespace: str, kube: KubeClient) -> None:
+    kube.create(PODS.path(namespace), _pod("shared", _POLITE, shareProcessNamespace=True))
+    pod = _running(kube, namespace, "shared")
+    assert in_place_blocker(pod) is not None
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    t0 = time.monotonic()
+    done = restart(cluster, namespace=namespace, container="op", pod=pod)
+    assert done.how == "deleted" and "process namespace" in done.fallback
+    assert time.monotonic() - t0 < 5, "no signal was sent, so nothing was waited for"
+
+
+def _spec(replicas: int = 1, **pod_spec: Any) -> dict[str, Any]:
+    return {
+        "replicas": replicas,
+        "template": {"spec": {"containers": [{"name": "op"}], **pod_spec}},
+    }
+
+
+def test_memray_cost_in_one_pod_only_where_the_restart_can_work(
+    namespace: str, kube: KubeClient
+) -> None:
+    """triage.fixedcost reads the running pod's PID 1 before anything changes; without a
+    SIGTERM handler (or with more than one replica, or a shared process namespace) the
+    fixed cost takes two rollouts as before."""
+    kube.create(PODS.path(namespace), _pod("polite", _POLITE))
+    kube.create(PODS.path(namespace), _pod("deaf", _DEAF))
+    _running(kube, namespace, "polite")
+    _running(kube, namespace, "deaf")
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+
+    def checked(pod: str | None) -> Checked:
+        return Checked(deployment={}, target=Target(namespace, "op", "op"), pod=pod)
+
+    assert sigterm_blocker(cluster, namespace=namespace, container="op", pod="polite") is None
+    assert one_pod_blocker(cluster, checked("polite"), _spec()) is None
+    said = one_pod_blocker(cluster, checked("deaf"), _spec())
+    assert said is not None and "no SIGTERM handler" in said, said
+    assert one_pod_blocker(cluster, checked("polite"), _spec(2)) == "more than one replica"
+    shared = one_pod_blocker(cluster, checked("polite"), _spec(shareProcessNamespace=True))
+    assert shared is not None and "process namespace" in shared
+    assert one_pod_blocker(cluster, checked(None), _spec()) is not None
+    # The flag goes on the operator's container only, once, whatever was there before.
+    spec = _spec(containers=[{"name": "op", "env": [{"name": PLAIN_FIRST_ENV, "value": "0"}]},
+                             {"name": "side"}])  # fmt: skip
+    flagged = plain_first(spec, "op")
+    assert flagged["template"]["spec"]["containers"][0]["env"] == [
+        {"name": PLAIN_FIRST_ENV, "value": "1"}
+    ]
+    assert "env" not in flagged["template"]["spec"]["containers"][1]
+    assert spec["template"]["spec"]["containers"][0]["env"][0]["value"] == "0"  # a copy

@@ -1,0 +1,180 @@
+"""Restarting the operator for a cold start: its container, in place, as a crash or an OOM does.
+
+A cold start measures the re-list: what the operator does when its process starts with
+everything already in the cluster. An operator that is OOMKilled or crashes restarts that
+way, in the same pod, at once, and that is how crash loops at start-up happen. Deleting the
+pod instead makes the replacement wait for the old pod to be gone (a host port, a Recreate
+strategy) and, on a 1.20 kubelet, for the kubelet's status sync to remove the old pod
+object: 8-14 s on this machine's cluster that belong to neither the operator nor its
+re-list, on every cold start.
+
+So the container is asked to stop from inside: SIGTERM to its PID 1, which every operator
+runtime handles (controller-runtime's signal handler, kopf, ours), and the kubelet starts
+it again. Where that cannot work the pod is deleted, as before, and the result says why:
+- the pod shares one process namespace: PID 1 is the pause process, and ending it ends the
+  pod (the py-spy sidecar asks for this);
+- the image has no `kill` and no shell (distroless): the exec fails;
+- PID 1 has no SIGTERM handler: the kernel delivers to a namespace's init only the signals
+  it handles, so the signal would be dropped (a Python operator on the official client that
+  never installed one; a shell that started the operator without `exec`). The exec reads
+  PID 1's caught-signal mask (SigCgt in /proc/1/status) and signals only when SIGTERM is in
+  it, so this case costs one exec instead of the whole STOP_WAIT;
+- PID 1 handles SIGTERM but does not stop: the container is still running after STOP_WAIT.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from agentic_operator.kube import KubeError
+from agentic_operator.resources import PODS
+from triage.cluster import Cluster
+from triage.errors import RunFailedError
+from triage.podio import exec_in
+
+#: How long a signalled PID 1 may take to stop before the pod is deleted instead.
+STOP_WAIT = 10.0
+#: After an exec that failed: long enough for the kubelet to see a container that did end.
+FAILED_EXEC_WAIT = 2.0
+POLL = 0.25
+#: With shell builtins only: whether PID 1 handles SIGTERM (bit 14 of SigCgt is signal 15),
+#: and with "signal" as $1, SIGTERM to it when it does. Prints PID 1's name; exit 4 when it
+#: has no handler (nothing sent), 3 when the mask cannot be read.
+_SIGTERM_IF_CAUGHT = (
+    'n=; m=; while read -r k v; do case "$k" in Name:) n=$v;; SigCgt:) m=$v;; esac; '
+    "done < /proc/1/status; "
+    '[ -n "$m" ] || { echo "no SigCgt in /proc/1/status"; exit 3; }; '
+    '[ $(( (0x$m >> 14) & 1 )) = 1 ] || { echo "$n"; exit 4; }; '
+    'if [ "$1" = signal ]; then kill -TERM 1 || exit; fi; echo "$n"'
+)
+#: Ways to reach PID 1: the checking shell, else (an image without a shell) `kill` alone.
+_SIGNAL = (["sh", "-c", _SIGTERM_IF_CAUGHT, "sh", "signal"], ["kill", "-TERM", "1"])
+_NO_HANDLER = 4
+
+
+@dataclass(frozen=True)
+class Restarted:
+    pod: str
+    how: Literal["in-place", "deleted"]
+    #: The container's restartCount before: in place, the new container is the next one.
+    restart_count: int
+    #: Why it could not restart in place ("" when it did).
+    fallback: str = ""
+
+
+def restart_count(pod: dict[str, Any], container: str) -> int:
+    for s in (pod.get("status") or {}).get("containerStatuses") or []:
+        if s.get("name") == container:
+            return int(s.get("restartCount", 0))
+    return 0
+
+
+def _stopped(pod: dict[str, Any], container: str, before: int) -> bool:
+    for s in (pod.get("status") or {}).get("containerStatuses") or []:
+        if s.get("name") == container:
+            return int(s.get("restartCount", 0)) > before or "running" not in (s.get("state") or {})
+    return False
+
+
+def in_place_blocker(pod: dict[str, Any]) -> str | None:
+    """Why this pod's container cannot be restarted by signalling PID 1, or None."""
+    if (pod.get("spec") or {}).get("shareProcessNamespace"):
+        return "the pod shares one process namespace (PID 1 is the pause process)"
+    return None
+
+
+def _no_handler(said: bytes, container: str) -> str:
+    name = said.decode("utf-8", "replace").strip() or "PID 1"
+    return (f"PID 1 ({name}) of {container} has no SIGTERM handler, and a container's "
+            "PID 1 ignores a signal it does not handle")  # fmt: skip
+
+
+def sigterm_blocker(cluster: Cluster, *, namespace: str, container: str, pod: str) -> str | None:
+    """Why PID 1 of a running container would not stop on SIGTERM, or None when it handles
+    the signal. Nothing is sent. A mask that cannot be read (no shell) is a reason too."""
+    done = exec_in(cluster, namespace=namespace, pod=pod, container=container,
+                   argv=["sh", "-c", _SIGTERM_IF_CAUGHT, "sh", "check"], timeout=15)  # fmt: skip
+    if done.ok:
+        return None
+    if done.returncode == _NO_HANDLER:
+        return _no_handler(done.stdout, container)
+    return f"cannot read PID 1's signal handlers in {container}: {done.error(120)}"
+
+
+def restart(cluster: Cluster, *, namespace: str, container: str, pod: dict[str, Any]) -> Restarted:
+    """Restart `container` of `pod` in place, or delete the pod when that cannot work."""
+    name = pod["metadata"]["name"]
+    before = restart_count(pod, container)
+    why = in_place_blocker(pod)
+    done = None
+    if why is None:
+        error = ""
+        for argv in _SIGNAL:
+            done = exec_in(cluster, namespace=namespace, pod=name, container=container,
+                           argv=argv, timeout=15)  # fmt: skip
+            if done.ok:
+                break
+            if done.returncode == _NO_HANDLER and argv is _SIGNAL[0]:
+                why = _no_handler(done.stdout, container)
+                break
+            error = done.error(120)
+    if why is None:
+        # A failed exec may still have delivered the signal (the container ended under it):
+        # a short look then, the whole wait only for a signal that was surely sent.
+        sent = done is not None and done.ok
+        wait = STOP_WAIT if sent else FAILED_EXEC_WAIT
+        if _wait_stopped(cluster, namespace, name, container, before, wait):
+            return Restarted(name, "in-place", before)
+        why = (
+            f"PID 1 of {container} did not stop within {STOP_WAIT:.0f}s of SIGTERM"
+            if sent
+            else f"cannot signal PID 1 of {container}: {error}"
+        )
+    cluster.client.delete_if_present(PODS.path(namespace, name), grace_seconds=1)
+    return Restarted(name, "deleted", before, why)
+
+
+def _wait_stopped(
+    cluster: Cluster, namespace: str, pod: str, container: str, before: int, wait: float
+) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            if _stopped(cluster.client.get(PODS.path(namespace, pod)), container, before):
+                return True
+        except KubeError:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL)
+
+
+def await_restarted(
+    cluster: Cluster, *, namespace: str, pod: str, container: str, before: int, timeout: float
+) -> dict[str, Any]:
+    """The pod once `container` has started again after restart `before` and is ready (the
+    kubelet's readiness probe, or running where there is none); RunFailedError after
+    `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            got: dict[str, Any] | None = cluster.client.get(PODS.path(namespace, pod))
+        except KubeError:
+            got = None
+        if got is not None and _ready_after(got, container, before):
+            return got
+        if time.monotonic() >= deadline:
+            raise RunFailedError(
+                f"{namespace}/{pod}: {container} was not ready again {timeout:.0f}s after "
+                "its restart"
+            )
+        time.sleep(POLL)
+
+
+def _ready_after(pod: dict[str, Any], container: str, before: int) -> bool:
+    for s in (pod.get("status") or {}).get("containerStatuses") or []:
+        if s.get("name") == container and int(s.get("restartCount", 0)) > before:
+            return bool(s.get("ready")) and "running" in (s.get("state") or {})
+    return False
