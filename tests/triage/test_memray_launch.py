@@ -285,3 +285,50 @@ def test_shebang_forms(tmp_path: Path) -> None:
     assert memray_launch._shebang(str(env_form)) == "python3"
     assert memray_launch._shebang(str(trampoline)) == "/very/long/venv/bin/python"
     assert memray_launch._shebang(str(shell)) is None
+
+
+#: What a plain start must look like: the program's own argv in /proc, no memray loaded.
+PLAIN_PROBE = """
+import json, os, sys
+with open("/proc/self/cmdline", "rb") as f:
+    cmdline = [a.decode() for a in f.read().split(b"\\0") if a]
+print(json.dumps({"cmdline": cmdline, "memray": "memray" in sys.modules,
+                  "launcher": any("memray_launch" in m for m in sys.modules),
+                  "argv": sys.argv, "name": __name__}))
+"""
+
+
+@pytest.mark.parametrize("how", ["env", "flag"])
+def test_plain_first_runs_the_program_itself_once_then_profiles(tmp_path: Path, how: str) -> None:
+    """The first start in the capture directory is the container's own command, untouched
+    (what memray's fixed cost is measured against); every later start is profiled."""
+    script = tmp_path / "probe.py"
+    script.write_text(PLAIN_PROBE)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {"TRIAGE_MEMRAY_PLAIN_FIRST": "1"} if how == "env" else None
+    opts = ("--plain-first",) if how == "flag" else ()
+    target = (sys.executable, str(script), "x")
+    first = launch(*target, out=out, cwd=tmp_path, env=env, opts=opts)
+    assert first.returncode == 0, first.stderr
+    s = seen(first)
+    assert s["cmdline"] == list(target), s  # exec'd as itself: no launcher in its argv
+    assert not s["memray"] and not s["launcher"] and s["name"] == "__main__"
+    assert captures(out) == []
+    assert (out / memray_launch.PLAIN_MARK).is_file()
+    assert "running without memray" in first.stderr
+    second = launch(*target, out=out, cwd=tmp_path, env=env, opts=opts)
+    assert second.returncode == 0, second.stderr
+    s = seen(second)
+    assert s["memray"] and s["argv"] == [str(script), "x"]
+    assert len(captures(out)) == 1
+
+
+def test_plain_first_refuses_an_unwritable_capture_directory(tmp_path: Path) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text(PLAIN_PROBE)
+    missing = tmp_path / "no-such-dir"
+    proc = launch(sys.executable, str(script), out=missing, cwd=tmp_path,
+                  opts=("--plain-first",))  # fmt: skip
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "cannot leave" in proc.stderr and memray_launch.PLAIN_MARK in proc.stderr
