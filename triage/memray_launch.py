@@ -58,9 +58,6 @@ ENV = "TRIAGE_MEMRAY_"
 REEXEC_ENV = ENV + "REEXEC"
 DEFAULT_DIR = "/profiles"
 DEFAULT_PREFIX = "memray"
-#: Left in the capture directory by a --plain-first start (the directory outlives the
-#: container: an emptyDir lives as long as the pod).
-PLAIN_MARK = ".plain-started"
 #: Trace every pymalloc allocation (see bench/memray_modes.py for the measurement that chose
 #: this): without it the capture sees 1 MiB arenas, not the objects that fill them.
 DEFAULT_TRACE_PYTHON_ALLOCATORS = True
@@ -83,9 +80,6 @@ Options (each also read from the environment; a flag wins over the environment):
   --memray-site DIR             TRIAGE_MEMRAY_SITE   where to import memray from when the
                                 target's interpreter lacks it (`pip install --target DIR memray`)
   --off                         TRIAGE_MEMRAY_OFF=1  run the target the same way, no memray
-  --plain-first                 TRIAGE_MEMRAY_PLAIN_FIRST=1  the first start in DIR execs the
-                                program's own argv untouched (no launcher, no memray) and
-                                leaves DIR/.plain-started; every later start is profiled
 The capture is DIR/PREFIX-<UTC yyyymmddTHHMMSS.ffffff>Z-<pid>.bin, new at every start.
 """
 
@@ -96,7 +90,6 @@ _FLAG_ENV = {
     "--follow-fork": ("follow_fork", True),
     "--compress": ("compress", True),
     "--off": ("off", True),
-    "--plain-first": ("plain_first", True),
 }
 _VALUE_OPTS = {
     "--output-dir": "output_dir",
@@ -125,7 +118,6 @@ class Options:
         "native",
         "off",
         "output_dir",
-        "plain_first",
         "prefix",
         "trace_python_allocators",
     )
@@ -140,7 +132,6 @@ class Options:
         self.follow_fork = _env_flag(env, "FOLLOW_FORK", False)
         self.compress = _env_flag(env, "COMPRESS", False)
         self.off = _env_flag(env, "OFF", False)
-        self.plain_first = _env_flag(env, "PLAIN_FIRST", False)
         self.memray_site = env.get(ENV + "SITE") or ""
         self.memory_interval_ms = _positive_int(
             env.get(ENV + "MEMORY_INTERVAL_MS") or str(DEFAULT_MEMORY_INTERVAL_MS),
@@ -491,28 +482,6 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _plain_first_start(opts: Options, argv: list[str]) -> None:
-    """On the first start in the capture directory, become the program itself: the same
-    argv the container would have run, nothing of the launcher left in the process (its
-    imports alone are 1.6 MiB). triage reads that process's idle memory, restarts the
-    container, and the next start, finding the mark, is profiled: memray's fixed cost from
-    one pod instead of two rollouts. Returns only when the mark is there already."""
-    mark = os.path.join(opts.output_dir, PLAIN_MARK)
-    if os.path.exists(mark):
-        return
-    try:
-        with open(mark, "w") as f:
-            f.write(f"{time.time():.3f} {os.getpid()}\n")
-    except OSError as e:
-        _fail(f"cannot leave {mark}: {e.strerror}")
-    sys.stderr.write(f"memray_launch: first start in {opts.output_dir}: running without memray\n")
-    sys.stderr.flush()
-    try:
-        os.execvp(argv[0], argv)  # noqa: S606 (the program itself, no shell)
-    except OSError as e:
-        _fail(f"cannot run {argv[0]}: {e.strerror}")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run the target; its exit status is the process's (SystemExit and exceptions pass through)."""
     argv = sys.argv[1:] if argv is None else argv
@@ -521,8 +490,6 @@ def main(argv: list[str] | None = None) -> None:
         target = resolve_target(target_argv, os.environ)
     except UsageError as e:
         _fail(str(e))
-    if opts.plain_first:
-        _plain_first_start(opts, target_argv)
     new_argv = _reexec_argv(target, own)
     if new_argv is not None:
         os.environ[REEXEC_ENV] = "1"

@@ -45,7 +45,6 @@ from triage.errors import (
     RunInterruptedError,
     TriageError,
 )
-from triage.fixedcost import How, one_pod_blocker, plain_first, read_then_profile, record_cost
 from triage.guard import check_context
 from triage.journal import Journal
 from triage.live import LiveView, summary_table
@@ -251,17 +250,11 @@ def run(
     profiler.preflight(pod=checked.pod)
     spec, created = plan_changes(options, valid, checked, profiler)
     admission_dry_run(cluster, namespace=target.namespace, spec=spec)
-    cost_in: How | None = None
-    if kind == "memray" and checked.pod is not None:
-        blocker = one_pod_blocker(cluster, checked, spec)
-        cost_in = "one pod" if blocker is None else "two rollouts"
-        if blocker is not None:
-            profiler.info["fixed_cost_two_rollouts_because"] = blocker
     lock.acquire(run_dir=str(path))
     try:
         return _run_locked(
             cluster, options, valid, checked, writer, profiler, lock, spec, created, console,
-            on_patched, cost_in,
+            on_patched,
         )  # fmt: skip
     finally:
         lock.release()
@@ -279,7 +272,6 @@ def _run_locked(
     created: list[Created],
     console: Console,
     on_patched: Callable[[Path], None] | None,
-    cost_in: How | None,
 ) -> Path:
     target = checked.target
     path = writer.path
@@ -341,16 +333,19 @@ def _run_locked(
         try:
             with view:
                 try:
-                    details = {"mem_limit": format_bytes(valid.limit_bytes),
-                               "profile": profiler.kind, "extra_env": dict(options.set_env)}  # fmt: skip
-                    if cost_in == "two rollouts":
-                        # memray's own fixed cost on a pod of its own (triage.fixedcost).
+                    if profiler.kind == "memray" and checked.pod is not None:
+                        # memray's own fixed cost: a fresh pod of the run's spec without memray
+                        # at idle, against the profiled pod's baseline; the same program at the
+                        # same point but for memray. Not the pod that was running: it has been
+                        # up for as long as it has and holds what it cached meanwhile.
                         view.note("starting the operator without memray first, to measure "
                                   "memray's own cost")  # fmt: skip
                         apply(cluster, journal,
                               unprofiled_spec(options, valid, checked, run_id=writer.run_id),
                               timeout=options.rollout_timeout,
-                              details={**details, "profile": "none"})  # fmt: skip
+                              details={"mem_limit": format_bytes(valid.limit_bytes),
+                                       "profile": "none",
+                                       "extra_env": dict(options.set_env)})  # fmt: skip
                         if (checked.deployment["spec"].get("replicas") or 1) > 1:
                             sampler.await_leader(timeout=options.rollout_timeout / 3)
                         before = loop.idle_reading()
@@ -359,28 +354,19 @@ def _run_locked(
                         f"{format_bytes(valid.limit_bytes)}, profile {profiler.kind}"
                     )
                     _create_objects(cluster, journal, created)
-                    first = plain_first(spec, target.container) if cost_in == "one pod" else spec
-                    rolled = apply(cluster, journal, first, timeout=options.rollout_timeout,
-                                   details=details)  # fmt: skip
-                    if cost_in == "one pod":
-                        view.note("the operator's first start runs without memray, to "
-                                  "measure memray's own cost; then it is restarted in place")  # fmt: skip
-                        before, again = read_then_profile(
-                            cluster, journal, loop=loop, sampler=sampler, target=target,
-                            spec=spec, timeout=options.rollout_timeout, details=details,
-                            note=view.note,
-                        )  # fmt: skip
-                        if again is not None:
-                            rolled, first = again, spec
-                    drift.arm(rolled, first)
+                    rolled = apply(
+                        cluster, journal, spec, timeout=options.rollout_timeout,
+                        details={"mem_limit": format_bytes(valid.limit_bytes),
+                                 "profile": profiler.kind, "extra_env": dict(options.set_env)},
+                    )  # fmt: skip
+                    drift.arm(rolled, spec)
                     if (rolled["spec"].get("replicas") or 1) > 1:
                         sampler.await_leader(timeout=options.rollout_timeout / 3)
                     if on_patched is not None:
                         on_patched(path)
                     loop.execute()
-                    if before is not None and cost_in is not None and loop.rows:
-                        record_cost(writer, profiler, before.memory.unreclaimable_bytes, loop,
-                                    cost_in)  # fmt: skip
+                    if before is not None and loop.rows:
+                        _fixed_cost(writer, profiler, before.memory.unreclaimable_bytes, loop)
                 except ChangedByOthers as e:
                     loop.outcome = Outcome(
                         "stopped", message=f"another writer: {e.drift.describe()}"
@@ -461,6 +447,30 @@ def _run_locked(
         _render_report(path, console)
     console.print(f"run directory: [bold]{path}[/bold]", highlight=False)
     return path
+
+
+def _fixed_cost(writer: RunWriter, profiler: Profiler, before: int | None, loop: RunLoop) -> None:
+    baseline = loop.rows[0]
+    after = baseline.memory.unreclaimable_bytes
+    if before is None or after is None:
+        profiler.notes.append("memray's fixed cost could not be measured (no memory.stat)")
+        return
+    if after < before:
+        # Noise larger than the cost (or an operator that did not start the same way twice):
+        # a zero here would read as "memray is free", which nothing measured says.
+        profiler.notes.append(
+            f"memray's fixed cost could not be measured: the operator at idle used "
+            f"{after / 2**20:.1f} MiB with memray and {before / 2**20:.1f} MiB without"
+        )
+        return
+    cost = after - before
+    profiler.info["fixed_cost_bytes"] = cost
+    writer.event(
+        "profiler-cost",
+        f"memray's fixed cost: {cost / 2**20:.1f} MiB at idle (before {before / 2**20:.1f}, "
+        f"with memray {after / 2**20:.1f})",
+        fixed_cost_bytes=cost,
+    )
 
 
 def _formula(loop: RunLoop) -> str:

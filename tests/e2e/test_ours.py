@@ -66,23 +66,10 @@ def test_memray_follows_two_oom_kills_and_restores_exactly(
     assert (cost is not None and cost > 0) or any(
         "fixed cost could not be measured: the operator at idle used" in n for n in notes
     ), meta["profiler"]
-    # Read in the run's own pod: its first start without memray, then restarted into it,
-    # before the baseline (so every sample is of the profiled process).
-    assert meta["profiler"]["settings"]["fixed_cost_read"] == "one pod", meta["profiler"]
-    events = run_events(run_dir)
-    (started,) = [e for e in events if e["kind"] == "container-restarted" and e["data"]["expected"]]
-    assert "to start memray" in started["message"] and started["data"]["restart_count"] == 1
-    with (run_dir / "samples.csv").open(newline="") as f:
-        first = next(csv.DictReader(f))
-    assert first["kind"] == "baseline" and first["restart_count"] == "1", first
     # Two kills in one run: the restarted operator re-listed its way into the limit again,
     # and each killed process left its own capture (one file per container start).
     summary = json.loads((run_dir / "summary.json").read_text())
-    restarts = [
-        e["message"]
-        for e in events
-        if e["kind"] == "container-restarted" and not e["data"].get("expected")
-    ]
+    restarts = [e["message"] for e in run_events(run_dir) if e["kind"] == "container-restarted"]
     assert summary["restarts"]["cumulative_ooms"] >= 2, (summary["restarts"], restarts)
     assert len(restarts) >= 2 and all("OOMKilled" in m for m in restarts), restarts
     captures = sorted((run_dir / "profiles" / "raw").glob("memray-*.bin"))
@@ -127,15 +114,6 @@ def test_memray_heaps_on_both_sides_of_a_restart_mid_run(
     (cold,) = [e for e in run_events(run_dir) if e["kind"] == "cold-start"]
     ready, restart = cold["data"]["ready_seconds"], cold["data"]["restart_seconds"]
     assert 0 < ready <= restart, cold
-    # Restarted in place (SIGTERM to PID 1, under memray too), as an OOM restarts it: the
-    # pod stays, and its restart is marked as triage's own, not counted against it.
-    assert cold["data"]["how"] == ["in-place"] and not cold["data"]["fallback"], cold
-    restarted = [e for e in run_events(run_dir) if e["kind"] == "container-restarted"]
-    assert all(e["data"]["expected"] for e in restarted), restarted
-    assert ["to start memray" in e["message"] for e in restarted] == [True, False], restarted
-    assert "restarted by triage for the cold start" in restarted[1]["message"]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["restarts"] == {"restarts": 0, "cumulative_ooms": 0, "by_triage": 1}
     restarted_after = next(float(r["t_seconds"]) for r in rows if r["kind"] == "batch")
     assert restarted_after < cold["data"]["started_t_seconds"] <= cold["t_seconds"], cold
     assert f"ready {ready:.1f}s after its container started" in cold["message"]
@@ -176,8 +154,7 @@ def test_profiling_leaves_the_figure_alone(
     pa = none["outcome"]["oom_sessions"] or none["predicted_oom_sessions"]
     pb = memray["outcome"]["oom_sessions_without_profiler"] or memray["predicted_oom_sessions"]
     assert abs(pa - pb) <= 0.10 * pa, (pa, pb)
-    # memray's fixed cost is read on a fresh start without memray (the profiled pod's first,
-    # triage.fixedcost), not on the pod the unprofiled run left behind: that one re-listed
-    # its 2,000 sessions and is larger than a fresh start.
+    # memray's fixed cost is read on a fresh pod without memray: the pod the unprofiled run
+    # left behind re-listed its 2,000 sessions and is larger than a fresh start.
     cost = run_meta(tmp_path / "memray")["profiler"]
     assert cost["fixed_cost_bytes"] is not None and 0 < cost["fixed_cost_bytes"] < 24 * 2**20
