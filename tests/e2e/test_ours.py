@@ -114,6 +114,14 @@ def test_memray_heaps_on_both_sides_of_a_restart_mid_run(
     (cold,) = [e for e in run_events(run_dir) if e["kind"] == "cold-start"]
     ready, restart = cold["data"]["ready_seconds"], cold["data"]["restart_seconds"]
     assert 0 < ready <= restart, cold
+    # Restarted in place (SIGTERM to PID 1, under memray too), as an OOM restarts it: the
+    # pod stays, and its restart is marked as triage's own, not counted against it.
+    assert cold["data"]["how"] == ["in-place"] and not cold["data"]["fallback"], cold
+    (ours_restart,) = [e for e in run_events(run_dir) if e["kind"] == "container-restarted"]
+    assert ours_restart["data"]["expected"], ours_restart
+    assert "restarted by triage for the cold start" in ours_restart["message"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["restarts"] == {"restarts": 0, "cumulative_ooms": 0, "by_triage": 1}
     restarted_after = next(float(r["t_seconds"]) for r in rows if r["kind"] == "batch")
     assert restarted_after < cold["data"]["started_t_seconds"] <= cold["t_seconds"], cold
     assert f"ready {ready:.1f}s after its container started" in cold["message"]

@@ -50,9 +50,8 @@ class Synthetic:
     #: The cold start restarted the container in place (its restartCount goes up by one, and
     #: the sampler marks the restart as triage's own); else the pod was replaced.
     cold_start_in_place: bool = False
-    #: memray's fixed cost read in the run's own pod: its container restarted into memray
-    #: before the baseline (triage.fixedcost), so every sample has restartCount 1 or more.
-    memray_started_in_place: bool = False
+    #: A restart triage made before the first sample (so every sample has restartCount 1).
+    restarted_before_baseline: bool = False
     seed: int = 1
     run_suffix: str = "a1b2"
 
@@ -70,10 +69,10 @@ def write_run(root: Path, spec: Synthetic = Synthetic()) -> Path:
     limit = spec.limit_mi * MI
     t = 0.0
     restarts = ooms = 0
-    if spec.memray_started_in_place:
+    if spec.restarted_before_baseline:
         restarts = 1
-        w.event("container-restarted", "restarted (1, restarted by triage to start memray): "
-                "Completed, exit code 0", restart_count=1, expected=True)  # fmt: skip
+        w.event("container-restarted", "restarted (1, restarted by triage): Completed, exit "
+                "code 0", restart_count=1, expected=True)  # fmt: skip
     oom_batch: int | None = None
     oom_sessions: int | None = None
 

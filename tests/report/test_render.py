@@ -117,21 +117,21 @@ def test_a_run_that_grows_predicts_its_oom_with_the_range(tmp_path: Path) -> Non
     assert head in md
 
 
-@pytest.mark.parametrize("memray_in_place", [False, True], ids=["", "memray-started-in-place"])
+@pytest.mark.parametrize("before", [False, True], ids=["", "restarted-before-baseline"])
 @pytest.mark.parametrize("in_place", [True, False], ids=["in-place", "pod-replaced"])
 def test_a_cold_start_restart_is_not_counted_against_the_operator(
-    tmp_path: Path, in_place: bool, memray_in_place: bool
+    tmp_path: Path, in_place: bool, before: bool
 ) -> None:
     """An in-place cold start raises the container's restartCount: the report counts it as
-    triage's, apart from the operator's own restarts. The restart that started memray came
-    before the first sample and is in none of the counts."""
+    triage's, apart from the operator's own restarts. One before the first sample is in
+    none of the counts."""
     spec = Synthetic(limit_mi=512, max_batches=4, memray=False, pyspy=False, cold_start=True,
-                     cold_start_in_place=in_place, memray_started_in_place=memray_in_place,
+                     cold_start_in_place=in_place, restarted_before_baseline=before,
                      run_suffix="own")  # fmt: skip
     run_dir = write_run(tmp_path, spec)
     s = summarize(load_run(run_dir))
     assert (s.restarts, s.own_restarts, s.cumulative_ooms) == (0, int(in_place), 0)
-    assert s.frame["restart_count"].max() == int(in_place) + int(memray_in_place)
+    assert s.frame["restart_count"].max() == int(in_place) + int(before)
     written = render_report(s, out_dir=run_dir)
     html = written.html.read_text()  # type: ignore[union-attr]
     md = written.markdown.read_text()

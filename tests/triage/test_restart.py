@@ -15,10 +15,7 @@ from tests.conftest import KUBECONFIG, wait_until
 from tests.operator.conftest import RUNNER_IMAGE
 from triage import restart as restart_mod
 from triage.cluster import connect
-from triage.fixedcost import PLAIN_FIRST_ENV, one_pod_blocker, plain_first
-from triage.preflight import Checked
 from triage.restart import in_place_blocker, restart, restart_count, sigterm_blocker
-from triage.target import Target
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -130,42 +127,17 @@ def test_a_shared_process_namespace_is_never_signalled(namespace: str, kube: Kub
     assert time.monotonic() - t0 < 5, "no signal was sent, so nothing was waited for"
 
 
-def _spec(replicas: int = 1, **pod_spec: Any) -> dict[str, Any]:
-    return {
-        "replicas": replicas,
-        "template": {"spec": {"containers": [{"name": "op"}], **pod_spec}},
-    }
-
-
-def test_memray_cost_in_one_pod_only_where_the_restart_can_work(
+def test_sigterm_blocker_reads_pid_1_without_signalling_it(
     namespace: str, kube: KubeClient
 ) -> None:
-    """triage.fixedcost reads the running pod's PID 1 before anything changes; without a
-    SIGTERM handler (or with more than one replica, or a shared process namespace) the
-    fixed cost takes two rollouts as before."""
     kube.create(PODS.path(namespace), _pod("polite", _POLITE))
     kube.create(PODS.path(namespace), _pod("deaf", _DEAF))
     _running(kube, namespace, "polite")
     _running(kube, namespace, "deaf")
     cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
-
-    def checked(pod: str | None) -> Checked:
-        return Checked(deployment={}, target=Target(namespace, "op", "op"), pod=pod)
-
     assert sigterm_blocker(cluster, namespace=namespace, container="op", pod="polite") is None
-    assert one_pod_blocker(cluster, checked("polite"), _spec()) is None
-    said = one_pod_blocker(cluster, checked("deaf"), _spec())
+    said = sigterm_blocker(cluster, namespace=namespace, container="op", pod="deaf")
     assert said is not None and "no SIGTERM handler" in said, said
-    assert one_pod_blocker(cluster, checked("polite"), _spec(2)) == "more than one replica"
-    shared = one_pod_blocker(cluster, checked("polite"), _spec(shareProcessNamespace=True))
-    assert shared is not None and "process namespace" in shared
-    assert one_pod_blocker(cluster, checked(None), _spec()) is not None
-    # The flag goes on the operator's container only, once, whatever was there before.
-    spec = _spec(containers=[{"name": "op", "env": [{"name": PLAIN_FIRST_ENV, "value": "0"}]},
-                             {"name": "side"}])  # fmt: skip
-    flagged = plain_first(spec, "op")
-    assert flagged["template"]["spec"]["containers"][0]["env"] == [
-        {"name": PLAIN_FIRST_ENV, "value": "1"}
-    ]
-    assert "env" not in flagged["template"]["spec"]["containers"][1]
-    assert spec["template"]["spec"]["containers"][0]["env"][0]["value"] == "0"  # a copy
+    # Read, not sent: both still run their first container.
+    for name in ("polite", "deaf"):
+        assert restart_count(kube.get(PODS.path(namespace, name)), "op") == 0

@@ -314,7 +314,7 @@ def summarize(
 
 def _own_restarts(frame: pd.DataFrame, events: Sequence[Event]) -> int:
     """Restarts that triage made within the samples (a cold start in place), as the sampler
-    marked them; the one that starts memray is already in the first sample's count."""
+    marked them; one before the first sample is already in that sample's count."""
     first = int(frame["restart_count"].iloc[0]) if len(frame) else 0
     return sum(
         1
