@@ -31,7 +31,6 @@ from typing import Any, Literal
 from agentic_operator.kube import KubeError
 from agentic_operator.resources import PODS
 from triage.cluster import Cluster
-from triage.errors import RunFailedError
 from triage.podio import exec_in
 
 #: How long a signalled PID 1 may take to stop before the pod is deleted instead.
@@ -39,18 +38,18 @@ STOP_WAIT = 10.0
 #: After an exec that failed: long enough for the kubelet to see a container that did end.
 FAILED_EXEC_WAIT = 2.0
 POLL = 0.25
-#: With shell builtins only: whether PID 1 handles SIGTERM (bit 14 of SigCgt is signal 15),
-#: and with "signal" as $1, SIGTERM to it when it does. Prints PID 1's name; exit 4 when it
-#: has no handler (nothing sent), 3 when the mask cannot be read.
+#: With shell builtins only: SIGTERM to PID 1 when it handles the signal (bit 14 of SigCgt is
+#: signal 15). Prints PID 1's name; exit 4 when it has no handler (nothing sent), 3 when the
+#: mask cannot be read.
 _SIGTERM_IF_CAUGHT = (
     'n=; m=; while read -r k v; do case "$k" in Name:) n=$v;; SigCgt:) m=$v;; esac; '
     "done < /proc/1/status; "
     '[ -n "$m" ] || { echo "no SigCgt in /proc/1/status"; exit 3; }; '
     '[ $(( (0x$m >> 14) & 1 )) = 1 ] || { echo "$n"; exit 4; }; '
-    'if [ "$1" = signal ]; then kill -TERM 1 || exit; fi; echo "$n"'
+    'kill -TERM 1 || exit; echo "$n"'
 )
 #: Ways to reach PID 1: the checking shell, else (an image without a shell) `kill` alone.
-_SIGNAL = (["sh", "-c", _SIGTERM_IF_CAUGHT, "sh", "signal"], ["kill", "-TERM", "1"])
+_SIGNAL = (["sh", "-c", _SIGTERM_IF_CAUGHT], ["kill", "-TERM", "1"])
 _NO_HANDLER = 4
 
 
@@ -89,18 +88,6 @@ def _no_handler(said: bytes, container: str) -> str:
     name = said.decode("utf-8", "replace").strip() or "PID 1"
     return (f"PID 1 ({name}) of {container} has no SIGTERM handler, and a container's "
             "PID 1 ignores a signal it does not handle")  # fmt: skip
-
-
-def sigterm_blocker(cluster: Cluster, *, namespace: str, container: str, pod: str) -> str | None:
-    """Why PID 1 of a running container would not stop on SIGTERM, or None when it handles
-    the signal. Nothing is sent. A mask that cannot be read (no shell) is a reason too."""
-    done = exec_in(cluster, namespace=namespace, pod=pod, container=container,
-                   argv=["sh", "-c", _SIGTERM_IF_CAUGHT, "sh", "check"], timeout=15)  # fmt: skip
-    if done.ok:
-        return None
-    if done.returncode == _NO_HANDLER:
-        return _no_handler(done.stdout, container)
-    return f"cannot read PID 1's signal handlers in {container}: {done.error(120)}"
 
 
 def restart(cluster: Cluster, *, namespace: str, container: str, pod: dict[str, Any]) -> Restarted:
@@ -149,32 +136,3 @@ def _wait_stopped(
         if time.monotonic() >= deadline:
             return False
         time.sleep(POLL)
-
-
-def await_restarted(
-    cluster: Cluster, *, namespace: str, pod: str, container: str, before: int, timeout: float
-) -> dict[str, Any]:
-    """The pod once `container` has started again after restart `before` and is ready (the
-    kubelet's readiness probe, or running where there is none); RunFailedError after
-    `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            got: dict[str, Any] | None = cluster.client.get(PODS.path(namespace, pod))
-        except KubeError:
-            got = None
-        if got is not None and _ready_after(got, container, before):
-            return got
-        if time.monotonic() >= deadline:
-            raise RunFailedError(
-                f"{namespace}/{pod}: {container} was not ready again {timeout:.0f}s after "
-                "its restart"
-            )
-        time.sleep(POLL)
-
-
-def _ready_after(pod: dict[str, Any], container: str, before: int) -> bool:
-    for s in (pod.get("status") or {}).get("containerStatuses") or []:
-        if s.get("name") == container and int(s.get("restartCount", 0)) > before:
-            return bool(s.get("ready")) and "running" in (s.get("state") or {})
-    return False

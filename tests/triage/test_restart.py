@@ -15,7 +15,7 @@ from tests.conftest import KUBECONFIG, wait_until
 from tests.operator.conftest import RUNNER_IMAGE
 from triage import restart as restart_mod
 from triage.cluster import connect
-from triage.restart import in_place_blocker, restart, restart_count, sigterm_blocker
+from triage.restart import in_place_blocker, restart, restart_count
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -125,19 +125,3 @@ def test_a_shared_process_namespace_is_never_signalled(namespace: str, kube: Kub
     done = restart(cluster, namespace=namespace, container="op", pod=pod)
     assert done.how == "deleted" and "process namespace" in done.fallback
     assert time.monotonic() - t0 < 5, "no signal was sent, so nothing was waited for"
-
-
-def test_sigterm_blocker_reads_pid_1_without_signalling_it(
-    namespace: str, kube: KubeClient
-) -> None:
-    kube.create(PODS.path(namespace), _pod("polite", _POLITE))
-    kube.create(PODS.path(namespace), _pod("deaf", _DEAF))
-    _running(kube, namespace, "polite")
-    _running(kube, namespace, "deaf")
-    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
-    assert sigterm_blocker(cluster, namespace=namespace, container="op", pod="polite") is None
-    said = sigterm_blocker(cluster, namespace=namespace, container="op", pod="deaf")
-    assert said is not None and "no SIGTERM handler" in said, said
-    # Read, not sent: both still run their first container.
-    for name in ("polite", "deaf"):
-        assert restart_count(kube.get(PODS.path(namespace, name)), "op") == 0
