@@ -32,6 +32,7 @@ from agentic_operator.kube import KubeError
 from agentic_operator.resources import PODS
 from triage.cluster import Cluster
 from triage.podio import exec_in
+from triage.sampling import container_status, state_text
 
 #: How long a signalled PID 1 may take to stop before the pod is deleted instead.
 STOP_WAIT = 10.0
@@ -64,17 +65,14 @@ class Restarted:
 
 
 def restart_count(pod: dict[str, Any], container: str) -> int:
-    for s in (pod.get("status") or {}).get("containerStatuses") or []:
-        if s.get("name") == container:
-            return int(s.get("restartCount", 0))
-    return 0
+    return int(container_status(pod, container).get("restartCount", 0))
 
 
 def _stopped(pod: dict[str, Any], container: str, before: int) -> bool:
-    for s in (pod.get("status") or {}).get("containerStatuses") or []:
-        if s.get("name") == container:
-            return int(s.get("restartCount", 0)) > before or "running" not in (s.get("state") or {})
-    return False
+    status = container_status(pod, container)
+    if not status:
+        return False
+    return int(status.get("restartCount", 0)) > before or state_text(status) != "running"
 
 
 def in_place_blocker(pod: dict[str, Any]) -> str | None:

@@ -42,7 +42,8 @@ class Observation:
     cpu_seconds: float | None = None
 
 
-def _container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
+def container_status(pod: dict[str, Any], container: str) -> dict[str, Any]:
+    """The status of `container` in `pod` ({} when the kubelet has not reported it)."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
         if status.get("name") == container:
             return dict(status)
@@ -248,7 +249,7 @@ class Sampler:
 
     def _state(self, pod: dict[str, Any], started: str | None) -> PodState:
         name = pod["metadata"]["name"]
-        status = _container_status(pod, self._container)
+        status = container_status(pod, self._container)
         key = pod["metadata"].get("uid") or name
         before = self._restarts.get(key)
         if (
@@ -311,7 +312,7 @@ class Sampler:
         whole seconds); None while it is not running."""
         if self.last_pod is None:
             return None
-        running = (_container_status(self.last_pod, self._container).get("state") or {}).get(
+        running = (container_status(self.last_pod, self._container).get("state") or {}).get(
             "running"
         ) or {}
         return epoch(running.get("startedAt"))
@@ -342,14 +343,14 @@ class Sampler:
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         path = PODS.path(self._namespace, pod["metadata"]["name"])
         deadline = time.monotonic() + self.status_wait
-        status = _container_status(pod, self._container)
+        status = container_status(pod, self._container)
         while time.monotonic() < deadline:
             time.sleep(1.0)
             try:
                 pod = self._cluster.client.get(path)
             except KubeError:
                 break
-            status = _container_status(pod, self._container)
+            status = container_status(pod, self._container)
             if int(status.get("restartCount", 0)) > known:
                 break
         return pod, status
@@ -389,7 +390,7 @@ class Sampler:
             return self._absent()
         name = pod["metadata"]["name"]
         node = str(pod["spec"].get("nodeName") or "")
-        running = state_text(_container_status(pod, self._container)) == "running"
+        running = state_text(container_status(pod, self._container)) == "running"
         own = self.memstat.read(name, self._container) if running else None
         summary = cadvisor = None
         if node and node_stats:

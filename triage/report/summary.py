@@ -249,6 +249,7 @@ def summarize(
                 slope_gap=(ws_fit.slope - fit.slope) if ws_fit and fit else None,
             )
 
+    own_restarts = _own_restarts(frame, run.events)
     restart_peak = restart_peak_t = None
     ooms_after = 0
     if not oom_rows.empty:
@@ -297,8 +298,8 @@ def summarize(
         restart_peak_bytes=restart_peak,
         restart_peak_t=restart_peak_t,
         ooms_after_restart=ooms_after,
-        restarts=_restarts(frame, run.events),
-        own_restarts=_own_restarts(frame, run.events),
+        restarts=_restarts(frame, own_restarts),
+        own_restarts=own_restarts,
         cumulative_ooms=int(frame["oom_count"].max()) if len(frame) else 0,
         sessions_created=max(created, 0),
         batch_seconds_total=total_secs,
@@ -325,12 +326,12 @@ def _own_restarts(frame: pd.DataFrame, events: Sequence[Event]) -> int:
     )
 
 
-def _restarts(frame: pd.DataFrame, events: Sequence[Event]) -> int:
-    """The container's restarts over the run that were not triage's own doing."""
+def _restarts(frame: pd.DataFrame, own: int) -> int:
+    """The container's restarts over the run that were not triage's own doing (`own`)."""
     if frame.empty:
         return 0
     counted = int(frame["restart_count"].max() - frame["restart_count"].iloc[0])
-    return max(0, counted - _own_restarts(frame, events))
+    return max(0, counted - own)
 
 
 def _last(rows: pd.DataFrame, column: str) -> float | None:
