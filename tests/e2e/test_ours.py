@@ -43,18 +43,21 @@ def test_memray_follows_two_oom_kills_and_restores_exactly(
     ours: str, scope: Scope, tmp_path: Path, triage_kubeconfig: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    # Big batches on purpose: the batch that kills completes (2,000 sessions each), so the
-    # restarted operator re-lists well past what killed the first one and dies again. A fresh
-    # process holds a session in less than the one that grew into it (about 26 against 33
-    # KiB here, with memray): batches of 1,500 left the restart at 95.8 MiB after re-listing
-    # 3,000, a coin toss at 96Mi. The limit sits in the middle of the second batch's range
-    # (2,000 sessions is about 88 MB on a 21 MB base, 4,000 about 155 MB): the full cache
-    # holds every session and pod in the cluster, so the other half of the suite moves the
-    # base (22 to 37 MB seen), and at 96Mi a high base killed it in the first batch, leaving
-    # no batch before the kill to compare with. 4,000 re-listed is about 125 MB, past 112Mi.
-    meta = _reproduce(ours, scope, run_dir, triage_kubeconfig, "--mem-limit", "112Mi",
+    # Big batches on purpose: the batch that kills completes, so the restarted operator
+    # re-lists past what killed the first one and dies again. A fresh process holds a
+    # session in less than the one that grew into it (measured with memray: about 23 against
+    # 32 KiB), so the re-list of two batches only dies if the first kill came early in the
+    # second batch. The two margins pull against each other: the first batch must fit under
+    # the limit (base + B x 32 KiB) and two batches re-listed must not (base + 2B x 23 KiB);
+    # together they are B x 14 KiB, whatever the base. The full cache holds every session
+    # and pod in the cluster, so the other half of the suite moves the base (15 to 37 MiB
+    # seen). Batches of 2,000 left 29 MiB for both: alone on the cluster the restart
+    # peaked at 110 of 112Mi, and beside the suite it once held steady under it. Batches of
+    # 3,000 leave 41 MiB; 140Mi puts the first batch (about 115 MiB on a 21 MiB base) and
+    # the re-list (about 160) some 20 MiB either side of the limit.
+    meta = _reproduce(ours, scope, run_dir, triage_kubeconfig, "--mem-limit", "140Mi",
                       "--profile", "memray", "--settle-after-oom", "30",
-                      size={"namespaces": 60, "sessions_per_ns": 100, "batch_size": 20})  # fmt: skip
+                      size={"namespaces": 60, "sessions_per_ns": 150, "batch_size": 20})  # fmt: skip
     assert meta["outcome"]["status"] == "oom", meta["outcome"]
     assert meta["target"]["command_source"] == "proc"  # the Deployment gives no command
     assert meta["profiler"]["kind"] == "memray"
