@@ -95,6 +95,7 @@ bench: venv cluster-up ## Run the benchmarks (results in bench/results/*.json)
 	$(PY) bench/operator_sync.py
 	$(PY) bench/load_throughput.py
 	$(PY) bench/apiserver_write_cost.py
+	$(PY) bench/memray_read.py
 
 .PHONY: scalability
 scalability: venv cluster-up deploy ## The CI scalability gate: scenarios at CI size against budgets

@@ -20,6 +20,7 @@ import bisect
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,16 +134,19 @@ def profiles_isolated(
     max_frames: int = STACK_FRAMES,
     timeout: float = 600,
     nice: int = 0,
+    started: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """`_profiles` in a child process: a broken capture is a CaptureError, never a crash.
 
-    `nice` lowers the child's CPU priority: a read that runs while the operator is being
-    measured (its cold start) then only takes CPU the measurement leaves idle.
+        `nice` lowers the child's CPU priority: a read that runs while the operator is being
+        measured (its cold start) then only takes CPU the measurement leaves idle. `started` is
+        given the child's PID, so the priority can be raised back once the measurement ends (the
+    parent sets the priority, never the child: a child lowering its own after it started could
+    undo a raise that came first).
     """
     argv = [sys.executable, "-m", "triage.memray_timeline", str(path), "--top", str(top_n),
-            "--frames", str(max_frames), "--nice", str(nice),
-            "--at", *(f"{t:.0f}" for t in times_ms)]  # fmt: skip
-    return run_isolated(argv, path, what="timeline", timeout=timeout)
+            "--frames", str(max_frames), "--at", *(f"{t:.0f}" for t in times_ms)]  # fmt: skip
+    return run_isolated(argv, path, what="timeline", timeout=timeout, nice=nice, started=started)
 
 
 def _main(argv: list[str]) -> int:
@@ -156,7 +160,7 @@ def _main(argv: list[str]) -> int:
     if a.nice > 0:
         os.nice(a.nice)
     result = _profiles(a.capture, a.at, top_n=a.top, max_frames=a.frames)
-    result["nice"] = os.nice(0)  # the priority it ran at, for whoever asked for one
+    result["nice"] = os.nice(0)  # the priority it ended at, for whoever asked for one
     print(json.dumps(result))
     return 0
 

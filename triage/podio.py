@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from triage.cluster import Cluster
 
@@ -79,6 +80,35 @@ def exec_in(
     except subprocess.TimeoutExpired as e:
         return ExecResult(124, e.stdout or b"", b"timed out after %.0fs" % timeout)
     return ExecResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def exec_to_file(
+    cluster: Cluster,
+    *,
+    namespace: str,
+    pod: str,
+    container: str,
+    argv: list[str],
+    out: Path,
+    timeout: float = 600,
+) -> ExecResult:
+    """Run `argv` in the container with its stdout written straight to `out`.
+
+    For copying files out (a memray capture can be half a gigabyte): nothing of it is held
+    in memory, and the file is written as the bytes arrive. `stdout` of the result is empty.
+    """
+    with out.open("wb") as f:
+        try:
+            proc = subprocess.run(
+                [*cluster.kubectl(), "-n", namespace, "exec", pod, "-c", container, "--", *argv],
+                stdout=f,
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return ExecResult(124, b"", b"timed out after %.0fs" % timeout)
+    return ExecResult(proc.returncode, b"", proc.stderr)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

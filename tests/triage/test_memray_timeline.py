@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.memray_capture import CaptureError
+from triage.memray_capture import LZ4_MAGIC, CaptureError, trim_zero_tail
 from triage.memray_timeline import profiles_isolated
 
 pytestmark = pytest.mark.unit
@@ -26,7 +26,9 @@ def watch_loop(n):
     for i in range(n):
         keep.append(decode(i))
 
-with memray.Tracker(sys.argv[1], trace_python_allocators=True, memory_interval_ms=10):
+# "raw": uncompressed, as triage's launcher writes (memray compresses at exit by default).
+dest = memray.FileDestination(sys.argv[1], compress_on_exit=sys.argv[2:] != ["raw"])
+with memray.Tracker(destination=dest, trace_python_allocators=True, memory_interval_ms=10):
     for phase in range(3):
         watch_loop(20000)
         time.sleep(0.3)
@@ -85,6 +87,25 @@ def test_a_niced_read_gives_the_same_heaps_at_low_priority(
     assert plain["nice"] == os.nice(0) and niced["nice"] == 19
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority takes root")
+def test_a_niced_read_raised_while_it_runs_stays_raised(
+    capture: tuple[Path, list[float]],
+) -> None:
+    # When the cold start ends its niced read gets full priority back. The parent lowers
+    # the child's priority before anyone can raise it; a child that lowered its own as it
+    # started would undo a raise that came first, and the read would crawl on at 19.
+    path, marks = capture
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: list[int] = []
+
+    def raise_at_once(pid: int) -> None:
+        seen.append(os.getpriority(os.PRIO_PROCESS, pid))
+        os.setpriority(os.PRIO_PROCESS, pid, own)
+
+    t = profiles_isolated(path, [m * 1000 for m in marks], nice=19, started=raise_at_once)
+    assert seen == [19] and t["nice"] == own
+
+
 def test_a_capture_read_beside_a_cold_start_keeps_only_its_own_batches(
     capture: tuple[Path, list[float]], tmp_path: Path
 ) -> None:
@@ -125,6 +146,11 @@ def test_a_capture_read_beside_a_cold_start_keeps_only_its_own_batches(
     }  # fmt: skip
     assert sources == {0: "memray-1.bin", 1: "memray-1.bin", 2: "memray-2.bin", 3: "memray-2.bin"}
     assert not profiler.notes, profiler.notes
+    if os.geteuid() == 0:
+        # The read begun niced beside the cold start ended at full priority: the cold start's
+        # measurement was over, and nothing else is waited for but the reads.
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert profiler._timelines["memray-1.bin"]["nice"] == own  # type: ignore[index]
 
 
 def test_collect_does_not_wait_for_a_read_of_what_was_already_copied(tmp_path: Path) -> None:
@@ -160,3 +186,32 @@ def test_collect_does_not_wait_for_a_read_of_what_was_already_copied(tmp_path: P
     finally:
         release.set()
         profiler.close()
+
+
+def test_the_zeros_memray_pads_a_capture_with_are_cut_and_nothing_else(
+    capture: tuple[Path, list[float]], tmp_path: Path
+) -> None:
+    """memray's reader steps back over a capture's zero padding one byte at a time, on every
+    open; the copy is cut where the reader would stop, and reads exactly as before."""
+    path, _ = capture
+    padded = tmp_path / "memray-padded.bin"
+    out = subprocess.run([sys.executable, str(path.parent / "workload.py"), str(padded), "raw"],
+                         check=True, capture_output=True, text=True, timeout=180)  # fmt: skip
+    times = [m * 1000 for m in json.loads(out.stdout)]
+    original = padded.read_bytes()
+    assert original[:4] != LZ4_MAGIC
+    records = len(original.rstrip(b"\0"))
+    with padded.open("ab") as f:
+        f.write(bytes(3 << 20))  # more padding, as a capture cut off early in a chunk has
+    before = profiles_isolated(padded, times)
+    assert trim_zero_tail(padded, chunk=1 << 16) == len(original) + (3 << 20) - records
+    assert padded.stat().st_size == records and padded.read_bytes() == original[:records]
+    assert trim_zero_tail(padded) == 0  # nothing left to cut
+    after = profiles_isolated(padded, times)
+    assert [p["heap_bytes"] for p in after["at"]] == [p["heap_bytes"] for p in before["at"]]
+    assert after["end"]["heap_bytes"] == before["end"]["heap_bytes"]
+    assert after["last_ms"] == before["last_ms"] and not after["truncated"]
+    # A compressed capture ends in lz4's zero end mark, which is data: left alone.
+    lz4 = tmp_path / "memray-compressed.bin"
+    lz4.write_bytes(LZ4_MAGIC + b"frame" + bytes(8))
+    assert trim_zero_tail(lz4) == 0 and lz4.stat().st_size == 4 + 5 + 8

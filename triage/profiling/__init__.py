@@ -70,8 +70,10 @@ class Profiler:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix=f"triage-{self.kind}")
         self._pending: list[Future[None]] = []
         # Parsing what was already copied out needs nothing from the pod: it has its own
-        # worker, so a long read never delays a copy that must finish before the restore.
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"triage-{self.kind}-read")
+        # workers, so a long read never delays a copy that must finish before the restore.
+        # Two: a crash loop leaves a big capture (the killed process) and a small one (the
+        # restart), and the small one should not wait its turn behind the big one.
+        self._reader = ThreadPoolExecutor(2, thread_name_prefix=f"triage-{self.kind}-read")
         self._reads: list[Future[None]] = []
         #: For the report: what the profiler ran with.
         self.info: dict[str, Any] = {}
