@@ -1,0 +1,111 @@
+"""triage.patch's rollout wait on a real node: a Recreate rollout never waits on a pod whose
+containers have all stopped, and never removes one that still runs something."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentic_operator.kube import KubeClient
+from agentic_operator.resources import DEPLOYMENTS, PODS
+from tests.conftest import KUBECONFIG, wait_until
+from tests.operator.conftest import RUNNER_IMAGE
+from triage.cluster import connect
+from triage.journal import Journal
+from triage.patch import apply, stopped_while_deleted
+
+pytestmark = [pytest.mark.cluster, pytest.mark.node]
+
+# Stops at once on SIGTERM; a capture-sized file in an emptyDir, as memray's captures are.
+_QUICK = "trap 'exit 0' TERM; head -c 50000000 /dev/zero > /scratch/f; while :; do sleep 0.2; done"
+
+
+def _deployment(script: str) -> dict[str, Any]:
+    labels = {"app": "rollout-test"}
+    container = {
+        "name": "op",
+        "image": RUNNER_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["/bin/sh", "-c", script],
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "op"},
+        "spec": {
+            "replicas": 1,
+            "strategy": {"type": "Recreate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [container],
+                    "volumes": [{"name": "scratch", "emptyDir": {}}],
+                    "terminationGracePeriodSeconds": 5,
+                    "automountServiceAccountToken": False,
+                },
+            },
+        },
+    }
+
+
+def _ready(kube: KubeClient, ns: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        dep = kube.get(DEPLOYMENTS.path(ns, "op"))
+        return dep if (dep.get("status") or {}).get("readyReplicas") == 1 else None
+
+    return wait_until(done, timeout=90, what="the Deployment ready")
+
+
+def test_a_recreate_rollout_removes_the_stopped_old_pod_and_journals_it(
+    namespace: str, kube: KubeClient, tmp_path: Path
+) -> None:
+    kube.create(DEPLOYMENTS.path(namespace), _deployment(_QUICK))
+    dep = _ready(kube, namespace)
+    old = kube.list(PODS.path(namespace))["items"]
+    assert len(old) == 1
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    journal = Journal.create(tmp_path / "run", cluster=cluster, deployment=dep)
+    spec = copy.deepcopy(dep["spec"])
+    spec["template"]["metadata"]["annotations"] = {"rollout-test/round": "2"}
+    apply(cluster, journal, spec, timeout=90, details={})
+    # The old pod was removed by the rollout wait once its container had stopped, with the
+    # pod as it was kept in the journal first, before the kubelet's own removal.
+    removed = [s for s in journal.steps if s["step"] == "delete-stopped-pod"]
+    assert [s["pod"]["metadata"]["uid"] for s in removed] == [old[0]["metadata"]["uid"]], (
+        journal.steps
+    )
+    kept = removed[0]["pod"]
+    assert stopped_while_deleted(kept)
+    assert "terminated" in kept["status"]["containerStatuses"][0]["state"]
+    pods = kube.list(PODS.path(namespace))["items"]
+    assert [p["metadata"]["uid"] for p in pods] != [old[0]["metadata"]["uid"]]
+    assert all(p["metadata"]["annotations"]["rollout-test/round"] == "2" for p in pods)
+
+
+def test_a_pod_still_running_a_container_is_not_stopped() -> None:
+    # A container that has not stopped yet (its grace period still running) keeps the pod:
+    # removing it would start the new pod beside a live old one, which Recreate forbids.
+    pod: dict[str, Any] = {
+        "metadata": {"deletionTimestamp": "2026-12-04T00:00:00Z"},
+        "spec": {"containers": [{"name": "op"}, {"name": "side"}]},
+        "status": {
+            "containerStatuses": [
+                {"name": "op", "state": {"terminated": {"exitCode": 0}}},
+                {"name": "side", "state": {"running": {}}},
+            ]
+        },
+    }
+    assert not stopped_while_deleted(pod)
+    pod["status"]["containerStatuses"][1]["state"] = {"terminated": {"exitCode": 143}}
+    assert stopped_while_deleted(pod)
+    # Not being deleted: a pod whose containers exited is the kubelet's to restart.
+    assert not stopped_while_deleted({**pod, "metadata": {}})
+    # A container with no status yet is not known to have stopped.
+    pod["status"]["containerStatuses"].pop()
+    assert not stopped_while_deleted(pod)
