@@ -14,11 +14,16 @@ the table says which figures are measured and which extrapolated.
     .venv/bin/python bench/time_to_verdict.py [--repeats 3] [--kubectl-sessions 200]
 
 Needs the local cluster and the operator deployed (`make cluster-up deploy`). Prints a table
-and writes bench/results/time_to_verdict.json.
+and writes bench/results/time_to_verdict.json, with where each run's time went (`phases`).
+`--phases-of RUN_DIR...` prints and saves only that breakdown, for runs made earlier: run the
+benchmark from two checkouts in turn (`--repeats 1` each, alternating, on one cluster) and
+compare their phases, since the total moves with the machine far more than any one phase.
 """
 
 from __future__ import annotations
 
+import calendar
+import csv
 import json
 import statistics
 import subprocess
@@ -68,6 +73,39 @@ def kubectl_rate(kubeconfig: str, sessions: int) -> float:
                        capture_output=True)  # fmt: skip
 
 
+def phases(run_dir: Path) -> dict[str, float]:
+    """Where a run's time went, in seconds, from what the run directory recorded: to the
+    baseline reading (the rollouts), creating and settling the batches, the cold start, the
+    restore, the capture reads still running after the restore, and rendering the report."""
+    meta = json.loads((run_dir / "run.json").read_text())
+    with (run_dir / "samples.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    batches = [r for r in rows if r["kind"] == "batch"]
+    events: dict[str, float] = {}
+    for line in (run_dir / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        events.setdefault(event["kind"], float(event["t_seconds"]))
+    started = _epoch(meta["started_at"])
+    batches_end = float(batches[-1]["t_seconds"])
+    cold, restored = events.get("cold-start", batches_end), events["restore"]
+    return {
+        "baseline": float(rows[0]["t_seconds"]),
+        "load": sum(float(r["batch_seconds"]) for r in batches),
+        "settle": sum(float(r["settle_seconds"]) for r in batches),
+        "between_batches": batches_end - float(rows[0]["t_seconds"])
+        - sum(float(r["batch_seconds"]) + float(r["settle_seconds"]) for r in batches),
+        "cold_start": cold - batches_end,
+        "restore": restored - cold,
+        "reads_after_restore": _epoch(meta["finished_at"]) - started - restored,
+        # run.json's times are to the second; the report's mtime is not
+        "render": (run_dir / "report.html").stat().st_mtime - _epoch(meta["finished_at"]),
+    }  # fmt: skip
+
+
+def _epoch(iso: str) -> float:
+    return calendar.timegm(time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ"))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = bench_parser(__doc__, out=RESULTS, repeats=3)
     parser.add_argument("--namespaces", type=int, default=1000)
@@ -75,8 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--profile", default="memray")
     parser.add_argument("--kubectl-sessions", type=int, default=200)
+    parser.add_argument("--phases-of", type=Path, nargs="+", metavar="RUN_DIR",
+                        help="only print (and save to --out) where the time of these earlier "
+                        "runs went, e.g. runs of two checkouts to compare")  # fmt: skip
     args = parser.parse_args(argv)
     console = Console()
+    if args.phases_of:
+        return show_phases(console, args.phases_of, out=args.out)
     sessions = args.namespaces * args.sessions_per_ns
     batches = -(-args.namespaces // args.batch_size)
     runs = []
@@ -102,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 "load_seconds_total": round(timed.summary.batch_seconds_total, 1),
                 "cleanup_seconds_after_verdict": round(time.monotonic() - t0, 1),
+                "phases": {k: round(v, 1) for k, v in phases(run_dir).items()},
                 "cleanup": cleanup.get("status"),
             }
         )
@@ -133,6 +177,22 @@ def main(argv: list[str] | None = None) -> int:
         },
     )  # fmt: skip
     console.print(f"wrote {args.out}")
+    return 0
+
+
+def show_phases(console: Console, run_dirs: list[Path], *, out: Path) -> int:
+    console.width = max(console.width, 140)
+    table = Table(title="where the time to a verdict went (seconds)")
+    table.add_column("run")
+    rows = {str(d): phases(d) for d in run_dirs}
+    names = list(next(iter(rows.values())))
+    for name in names:
+        table.add_column(name.replace("_", " "), justify="right")
+    for d, p in rows.items():
+        table.add_row(d, *(f"{p[n]:.1f}" for n in names))
+    console.print(table)
+    write_result(out, cluster=None, data={"phases": rows})
+    console.print(f"wrote {out}")
     return 0
 
 
