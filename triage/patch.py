@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from agentic_operator.kube import ConflictError, KubeError, NotFoundError, update_with_retry
@@ -186,20 +187,36 @@ def _unblock_recreate(cluster: Cluster, journal: Journal, dep: dict[str, Any]) -
 
 
 def stopped_while_deleted(pod: dict[str, Any]) -> bool:
-    """The pod is being deleted and every one of its containers has stopped."""
-    if not pod["metadata"].get("deletionTimestamp"):
-        return False
+    """The pod is being deleted and every one of its containers stopped after that was asked.
+
+    Init containers count too (a sidecar init container outlives the main ones), a container
+    with no status is not known to have stopped, and a `terminated` state from before the
+    deletion may be stale (the container restarted since), so each must have finished at or
+    after the deletion was asked for. Any doubt leaves the pod to the kubelet.
+    """
+    meta = pod["metadata"]
+    if not meta.get("deletionTimestamp") or meta.get("deletionGracePeriodSeconds") == 0:
+        return False  # not being deleted, or already removed at once (finalizers hold it)
+    asked = _epoch(meta["deletionTimestamp"]) - int(meta.get("deletionGracePeriodSeconds") or 0)
     status = pod.get("status") or {}
     statuses = [
+        *(status.get("initContainerStatuses") or []),
         *(status.get("containerStatuses") or []),
         *(status.get("ephemeralContainerStatuses") or []),
     ]
-    names = {c["name"] for c in (pod.get("spec") or {}).get("containers") or []}
-    return (
-        bool(statuses)
-        and names <= {c["name"] for c in statuses}
-        and all("terminated" in (c.get("state") or {}) for c in statuses)
-    )
+    spec = pod.get("spec") or {}
+    names = {c["name"] for c in [*(spec.get("initContainers") or []), *spec.get("containers", [])]}
+    if not statuses or not names <= {c["name"] for c in statuses}:
+        return False
+    for c in statuses:
+        finished = ((c.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        if not finished or _epoch(finished) < asked:
+            return False
+    return True
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def replace_spec(

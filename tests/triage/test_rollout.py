@@ -91,21 +91,39 @@ def test_a_recreate_rollout_removes_the_stopped_old_pod_and_journals_it(
 def test_a_pod_still_running_a_container_is_not_stopped() -> None:
     # A container that has not stopped yet (its grace period still running) keeps the pod:
     # removing it would start the new pod beside a live old one, which Recreate forbids.
+    done = {"terminated": {"exitCode": 0, "finishedAt": "2026-12-04T00:00:31Z"}}
     pod: dict[str, Any] = {
-        "metadata": {"deletionTimestamp": "2026-12-04T00:00:00Z"},
-        "spec": {"containers": [{"name": "op"}, {"name": "side"}]},
+        # Deletion asked at 00:00:00 (30 s grace period, so the timestamp says 00:00:30).
+        "metadata": {"deletionTimestamp": "2026-12-04T00:00:30Z", "deletionGracePeriodSeconds": 30},
+        "spec": {"initContainers": [{"name": "init"}], "containers": [{"name": "op"}, {"name": "side"}]},
         "status": {
+            "initContainerStatuses": [{"name": "init", "state": copy.deepcopy(done)}],
             "containerStatuses": [
-                {"name": "op", "state": {"terminated": {"exitCode": 0}}},
+                {"name": "op", "state": copy.deepcopy(done)},
                 {"name": "side", "state": {"running": {}}},
-            ]
+            ],
         },
-    }
+    }  # fmt: skip
     assert not stopped_while_deleted(pod)
-    pod["status"]["containerStatuses"][1]["state"] = {"terminated": {"exitCode": 143}}
+    pod["status"]["containerStatuses"][1]["state"] = copy.deepcopy(done)
     assert stopped_while_deleted(pod)
+    # A sidecar init container still running keeps it too.
+    pod["status"]["initContainerStatuses"][0]["state"] = {"running": {}}
+    assert not stopped_while_deleted(pod)
+    pod["status"]["initContainerStatuses"][0]["state"] = copy.deepcopy(done)
+    # A "terminated" from before the deletion was asked may be stale: the container may
+    # have been restarted since. Left to the kubelet.
+    pod["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"] = (
+        "2026-12-03T23:59:59Z"
+    )
+    assert not stopped_while_deleted(pod)
+    pod["status"]["containerStatuses"][0]["state"] = copy.deepcopy(done)
     # Not being deleted: a pod whose containers exited is the kubelet's to restart.
     assert not stopped_while_deleted({**pod, "metadata": {}})
+    # Already deleted at once and held by a finalizer: nothing more to do (nor to journal).
+    held = copy.deepcopy(pod)
+    held["metadata"]["deletionGracePeriodSeconds"] = 0
+    assert not stopped_while_deleted(held)
     # A container with no status yet is not known to have stopped.
     pod["status"]["containerStatuses"].pop()
     assert not stopped_while_deleted(pod)

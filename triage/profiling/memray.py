@@ -305,6 +305,8 @@ class MemrayProfiler(Profiler):
         """The heap at every batch mark so far from capture `name` (no later one is in it)."""
         self._timelines[name] = None  # read, whatever comes of it
         times = [t * 1000 for _, t, _ in self._marks]
+        if not self._measuring:  # queued beside the cold start, started after it ended
+            nice = 0
         pids: list[int] = []
 
         def started(pid: int) -> None:
