@@ -386,9 +386,10 @@ def _scratch(deployment: dict[str, Any]) -> None:
 def test_an_evicted_operator_pod_is_recorded_as_evicted_not_oom(ours: str, start: Start) -> None:
     ns = ours
     # The kubelet measures emptyDir usage every volumeStatsAggPeriod (10 s on the local
-    # cluster, a minute by default): the run must last long enough to see the eviction and
-    # sample the replacement.
-    run = start(namespaces=25, sessions=10)
+    # cluster, a minute by default) and acts on its next pass: the run must last long enough
+    # to see the eviction and sample the replacement. 25 namespaces once ended (restore at
+    # 31 s) before the kubelet had evicted anything, once the rollouts got faster.
+    run = start(namespaces=60, sessions=10)
     victim = _samples(run.run_dir)[-1]["pod"]
     # Past the emptyDir's sizeLimit: the kubelet's eviction manager evicts the pod.
     kubectl("-n", ns, "exec", victim, "-c", "agentic-operator", "--", "python3", "-c",
