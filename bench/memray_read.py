@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from _cluster import bench_parser, write_result  # noqa: E402
 from memray_modes import LAUNCHER, WORKLOAD, templates  # noqa: E402
 
-from triage.memray_capture import trim_zero_tail  # noqa: E402
+from triage.memray_capture import readable_size, trim_zero_tail  # noqa: E402
 from triage.memray_timeline import profiles_isolated  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "memray_read.json"
@@ -61,15 +61,6 @@ def make_capture(work: Path, sessions: int) -> Path:
     if not found:
         raise SystemExit(f"the workload left no capture in {cap}")
     return found[-1]
-
-
-def zero_tail(path: Path) -> int:
-    copy = path.with_suffix(".probe")
-    shutil.copyfile(path, copy)
-    try:
-        return trim_zero_tail(copy)
-    finally:
-        copy.unlink()
 
 
 def timed_read(path: Path) -> dict[str, float]:
@@ -97,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         source = args.capture or make_capture(work, args.sessions)
         padded, cut = work / "padded.bin", work / "cut.bin"
         shutil.copyfile(source, padded)
-        own_zeros = zero_tail(padded)
-        records = padded.stat().st_size - own_zeros
+        records = readable_size(padded)
+        own_zeros = padded.stat().st_size - records
         if args.pad_fraction > 0:
             target = int(records / (1 - args.pad_fraction))
             with padded.open("ab") as f:

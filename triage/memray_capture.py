@@ -302,26 +302,33 @@ def trim_zero_tail(path: Path, *, chunk: int = 1 << 20) -> int:
     byte at a time, each step a seek and a refill of an 8 KiB buffer; it does so every time
     the file is opened, and a read opens it more than once. For that 470 MB capture the
     read took 68 s, 25 of them in the kernel, against 35 s once the zeros were cut
-    (bench/memray_read.py, medians of 3). The cut
-    is exactly what the reader would skip (everything after the last non-zero byte), so it
-    reads the same records. An lz4-compressed capture ends in a zero end mark, is never
-    padded, and is left alone.
+    (bench/memray_read.py, medians of 3). The cut is exactly what the reader would skip
+    (`readable_size`), so it reads the same records. An lz4-compressed capture ends in a
+    zero end mark, is never padded, and is left alone.
     """
-    with path.open("r+b") as f:
-        if f.read(len(LZ4_MAGIC)) == LZ4_MAGIC:
-            return 0
+    size, end = path.stat().st_size, readable_size(path, chunk=chunk)
+    if end < size:
+        with path.open("r+b") as f:
+            f.truncate(end)
+    return size - end
+
+
+def readable_size(path: Path, *, chunk: int = 1 << 20) -> int:
+    """Where memray's reader stops reading `path`: after its last non-zero byte (the whole
+    file for an lz4-compressed capture), found a chunk at a time from the end."""
+    with path.open("rb") as f:
         size = end = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        if f.read(len(LZ4_MAGIC)) == LZ4_MAGIC:
+            return size
         while end > 0:
             start = max(0, end - chunk)
             f.seek(start)
             kept = f.read(end - start).rstrip(b"\0")
             if kept:
-                end = start + len(kept)
-                break
+                return start + len(kept)
             end = start
-        if end < size:
-            f.truncate(end)
-    return size - end
+    return 0
 
 
 def run_isolated(

@@ -138,11 +138,11 @@ def profiles_isolated(
 ) -> dict[str, Any]:
     """`_profiles` in a child process: a broken capture is a CaptureError, never a crash.
 
-        `nice` lowers the child's CPU priority: a read that runs while the operator is being
-        measured (its cold start) then only takes CPU the measurement leaves idle. `started` is
-        given the child's PID, so the priority can be raised back once the measurement ends (the
-    parent sets the priority, never the child: a child lowering its own after it started could
-    undo a raise that came first).
+    `nice` lowers the child's CPU priority: a read that runs while the operator is being
+    measured (its cold start) then only takes CPU the measurement leaves idle. `started` is
+    given the child's PID, so the priority can be raised back once the measurement ends (the
+    parent sets the priority, never the child: a child lowering its own after it started
+    could undo a raise that came first).
     """
     argv = [sys.executable, "-m", "triage.memray_timeline", str(path), "--top", str(top_n),
             "--frames", str(max_frames), "--at", *(f"{t:.0f}" for t in times_ms)]  # fmt: skip
@@ -155,10 +155,7 @@ def _main(argv: list[str]) -> int:
     p.add_argument("--at", nargs="*", type=float, default=[], help="epoch milliseconds")
     p.add_argument("--top", type=int, default=TOP_N)
     p.add_argument("--frames", type=int, default=STACK_FRAMES)
-    p.add_argument("--nice", type=int, default=0, help="lower this process's CPU priority")
     a = p.parse_args(argv)
-    if a.nice > 0:
-        os.nice(a.nice)
     result = _profiles(a.capture, a.at, top_n=a.top, max_frames=a.frames)
     result["nice"] = os.nice(0)  # the priority it ended at, for whoever asked for one
     print(json.dumps(result))

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from agentic_operator.kube import ConflictError, KubeError, NotFoundError, update_with_retry
@@ -25,6 +24,7 @@ from triage.cluster import Cluster
 from triage.errors import RunFailedError
 from triage.journal import SERVER_ANNOTATIONS, Journal
 from triage.quantity import format_bytes, parse_quantity_bytes
+from triage.rundir import epoch
 
 _GO_MEMLIMIT = re.compile(r"^(\d+)(B|KiB|MiB|GiB|TiB)?$")
 _GO_UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
@@ -197,7 +197,10 @@ def stopped_while_deleted(pod: dict[str, Any]) -> bool:
     meta = pod["metadata"]
     if not meta.get("deletionTimestamp") or meta.get("deletionGracePeriodSeconds") == 0:
         return False  # not being deleted, or already removed at once (finalizers hold it)
-    asked = _epoch(meta["deletionTimestamp"]) - int(meta.get("deletionGracePeriodSeconds") or 0)
+    deleted = epoch(meta["deletionTimestamp"])
+    if deleted is None:
+        return False
+    asked = deleted - int(meta.get("deletionGracePeriodSeconds") or 0)
     status = pod.get("status") or {}
     statuses = [
         *(status.get("initContainerStatuses") or []),
@@ -209,14 +212,10 @@ def stopped_while_deleted(pod: dict[str, Any]) -> bool:
     if not statuses or not names <= {c["name"] for c in statuses}:
         return False
     for c in statuses:
-        finished = ((c.get("state") or {}).get("terminated") or {}).get("finishedAt")
-        if not finished or _epoch(finished) < asked:
+        finished = epoch(((c.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+        if finished is None or finished < asked:
             return False
     return True
-
-
-def _epoch(stamp: str) -> float:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def replace_spec(
