@@ -27,6 +27,7 @@ from agentic_operator._reconcile.projectsettings import ProjectSettingsReconcile
 from agentic_operator._reconcile.sessions import SessionReconciler
 from agentic_operator._reconcile.views import (
     PodView,
+    SettingsView,
     namespace_transform,
     pod_transform,
     pod_view,
@@ -65,6 +66,11 @@ LIST_PAGE_BYTES = int(os.environ.get("AGENTIC_LIST_PAGE_BYTES", str(512 * 1024))
 
 def _identity(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
+
+
+def _became_ready(old: SettingsView, new: SettingsView) -> bool:
+    """Only the status changed, and it now says every child object is in place."""
+    return new.ready and old._replace(ready=True) == new
 
 
 def _namespace_of(obj: dict[str, Any]) -> str:
@@ -262,6 +268,12 @@ class Operator:
         if not self._synced.is_set() and settings_view(new).ready:
             # A restart must not re-apply hundreds of projects whose status says they are
             # done; any later change to one of them is reconciled as usual.
+            return
+        if old is not None and _became_ready(settings_view(old), settings_view(new)):
+            # The reconcile's own status write (spec unchanged, status now says done): a second
+            # pass would find everything in place at the cost of ten requests per project
+            # (four creates refused as existing, their GETs, a LIST, a GET), more than the
+            # project's first reconcile. A status someone else made not-ready still counts.
             return
         self.settings_controller.enqueue(key)
 

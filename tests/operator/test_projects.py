@@ -9,7 +9,7 @@ import pytest
 from agentic_operator.contract import PROJECT_SETTINGS
 from agentic_operator.kube import KubeClient
 from tests.conftest import wait_until
-from tests.operator.conftest import SCOPE_LABELS, OperatorProcess
+from tests.operator.conftest import SCOPE_LABELS, OperatorProcess, sample
 
 pytestmark = pytest.mark.cluster
 
@@ -141,3 +141,41 @@ def test_namespace_labelled_later_becomes_managed(
         timeout=30,
         what="default ProjectSettings after labelling",
     )
+
+
+def _settings_reconciles(operator: OperatorProcess) -> float:
+    text = operator.metrics()
+    return sum(
+        sample(text, "controller_runtime_reconcile_total", controller="projectsettings", result=r)
+        or 0.0
+        for r in ("success", "error", "requeue", "requeue_after")
+    )
+
+
+def test_own_status_write_is_not_reconciled_again(
+    kube: KubeClient, namespace: str, operator_process: OperatorProcess
+) -> None:
+    """One reconcile makes a new project; the status it writes does not start a second one
+    (which would re-create four objects only to be told they exist), but a status that
+    someone else made not-ready does, and is put right."""
+    import time
+
+    before = _settings_reconciles(operator_process)
+    kube.patch(f"/api/v1/namespaces/{namespace}", {"metadata": {"labels": SCOPE_LABELS}})
+    path = PROJECT_SETTINGS.path(namespace, "projectsettings")
+    wait_until(
+        lambda: ((kube.get_or_none(path) or {}).get("status") or {}).get("limitRangeReady"),
+        timeout=30,
+        what="ProjectSettings ready",
+    )
+    # The status write's event reaches the operator within milliseconds; give it time.
+    time.sleep(2)
+    assert _settings_reconciles(operator_process) - before == 1
+
+    kube.patch(path + "/status", {"status": {"limitRangeReady": False}})
+    wait_until(
+        lambda: ((kube.get_or_none(path) or {}).get("status") or {}).get("limitRangeReady"),
+        timeout=30,
+        what="ProjectSettings ready again after another writer's status",
+    )
+    assert _settings_reconciles(operator_process) - before == 2
