@@ -76,18 +76,27 @@ def kubectl_rate(kubeconfig: str, sessions: int) -> float:
 def phases(run_dir: Path) -> dict[str, float]:
     """Where a run's time went, in seconds, from what the run directory recorded: to the
     baseline reading (the rollouts), creating and settling the batches, the cold start, the
-    restore, the capture reads still running after the restore, and rendering the report."""
+    last capture's copy, the restore, the capture reads still running after the restore, and
+    rendering the report."""
     meta = json.loads((run_dir / "run.json").read_text())
     with (run_dir / "samples.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
     batches = [r for r in rows if r["kind"] == "batch"]
     events: dict[str, float] = {}
+    began_restore: dict[str, float] = {}
     for line in (run_dir / "events.jsonl").read_text().splitlines():
         event = json.loads(line)
         events.setdefault(event["kind"], float(event["t_seconds"]))
-    started = _epoch(meta["started_at"])
+        if event["kind"] == "restore" and "began_t_seconds" in (event.get("data") or {}):
+            began_restore.setdefault("began_t_seconds", float(event["data"]["began_t_seconds"]))
     batches_end = float(batches[-1]["t_seconds"])
     cold, restored = events.get("cold-start", batches_end), events["restore"]
+    # Older runs lack these events: their restore holds the last capture's copy and their
+    # reads are timed against run.json's second-resolution clock.
+    began = began_restore.get("began_t_seconds", cold)
+    read = events.get("profiles-read")
+    if read is None:
+        read = _epoch(meta["finished_at"]) - _epoch(meta["started_at"])
     return {
         "baseline": float(rows[0]["t_seconds"]),
         "load": sum(float(r["batch_seconds"]) for r in batches),
@@ -95,10 +104,12 @@ def phases(run_dir: Path) -> dict[str, float]:
         "between_batches": batches_end - float(rows[0]["t_seconds"])
         - sum(float(r["batch_seconds"]) + float(r["settle_seconds"]) for r in batches),
         "cold_start": cold - batches_end,
-        "restore": restored - cold,
-        "reads_after_restore": _epoch(meta["finished_at"]) - started - restored,
-        # run.json's times are to the second; the report's mtime is not
-        "render": (run_dir / "report.html").stat().st_mtime - _epoch(meta["finished_at"]),
+        "last_copy": began - cold,
+        "restore": restored - began,
+        "reads_after_restore": max(0.0, read - restored),
+        # run.json is written last, just before the report: both mtimes on one clock
+        "render": (run_dir / "report.html").stat().st_mtime
+        - (run_dir / "run.json").stat().st_mtime,
     }  # fmt: skip
 
 

@@ -353,13 +353,17 @@ def run_isolated(
                 os.setpriority(
                     os.PRIO_PROCESS, child.pid, os.getpriority(os.PRIO_PROCESS, 0) + nice
                 )
-        if started is not None:
-            started(child.pid)
         try:
+            if started is not None:
+                started(child.pid)
             stdout, stderr = child.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired as e:
+        except BaseException as e:
+            # A timeout, a failed callback, Ctrl-C: Popen's exit would wait for the child
+            # with no limit, and a reader of a 500 MB capture runs for a minute.
             child.kill()
             child.communicate()
+            if not isinstance(e, subprocess.TimeoutExpired):
+                raise
             raise CaptureError(
                 f"reading memray capture {path.name} took over {timeout:.0f}s"
             ) from e

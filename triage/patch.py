@@ -162,12 +162,14 @@ def _unblock_recreate(cluster: Cluster, journal: Journal, dep: dict[str, Any]) -
         "metadata"
     ].get("generation", 0):
         return  # the new ReplicaSet is already scaling up, or the controller has not looked
-    labels = dep["spec"]["selector"].get("matchLabels", {})
-    pods = cluster.client.list(
-        PODS.path(journal.namespace),
-        params={"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))},
-    )
+    labels = dep["spec"]["selector"].get("matchLabels") or {}
+    # matchLabels narrows the LIST; ownership decides (a selector may be expressions only,
+    # and another workload's pods may carry the same labels).
+    params = {"labelSelector": ",".join(f"{k}={v}" for k, v in sorted(labels.items()))}
+    pods = cluster.client.list(PODS.path(journal.namespace), params=params if labels else None)
     for pod in pods.get("items", []):
+        if not owned_by_deployment(pod, dep["metadata"]["name"]):
+            continue
         pod_name = pod["metadata"]["name"]
         if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
             journal.record("delete-terminal-pod", pod=pod)
@@ -184,6 +186,24 @@ def _unblock_recreate(cluster: Cluster, journal: Journal, dep: dict[str, Any]) -
                         "preconditions": {"uid": pod["metadata"]["uid"]},
                     },
                 )
+
+
+def owned_by_deployment(pod: dict[str, Any], deployment: str) -> bool:
+    """The pod's controller is one of the Deployment's ReplicaSets.
+
+    A Deployment names its ReplicaSets `<deployment>-<pod-template-hash>` and labels their
+    pods with that hash; the hash has no dashes, so no other Deployment's ReplicaSet can
+    carry that name. This needs no LIST of ReplicaSets on every poll of a rollout.
+    """
+    meta = pod.get("metadata") or {}
+    template_hash = (meta.get("labels") or {}).get("pod-template-hash")
+    if not template_hash:
+        return False
+    return any(
+        ref.get("controller") and ref.get("kind") == "ReplicaSet"
+        and ref.get("name") == f"{deployment}-{template_hash}"
+        for ref in meta.get("ownerReferences") or ()
+    )  # fmt: skip
 
 
 def stopped_while_deleted(pod: dict[str, Any]) -> bool:

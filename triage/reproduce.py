@@ -396,6 +396,7 @@ def _run_locked(
                 except Exception as e:
                     profiler.notes.append(f"collecting profiles: {e.__class__.__name__}: {e}")
                 try:
+                    began = round(writer.elapsed(), 3)
                     restored = restore(cluster, journal, timeout=options.rollout_timeout)
                     writer.event(
                         "restore",
@@ -403,6 +404,7 @@ def _run_locked(
                         status=restored.status,
                         conflicts=len(restored.conflicts),
                         kept=restored.others,
+                        began_t_seconds=began,
                     )
                     released = lock.release()
                     journal.record("unlock", released=released)
@@ -415,6 +417,9 @@ def _run_locked(
                     writer.update_meta(restore=restored.as_meta())
     profiler.finish()
     profiler.close()
+    if profiler.kind != "none":
+        # When the profiles were in: the reads of big captures can outlast the restore.
+        writer.event("profiles-read", f"{profiler.kind} profiles read", notes=len(profiler.notes))
     writer.update_meta(
         finished_at=iso_now(),
         outcome=loop.outcome,

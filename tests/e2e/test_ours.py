@@ -128,6 +128,12 @@ def test_memray_heaps_on_both_sides_of_a_restart_mid_run(
     restarted_after = next(float(r["t_seconds"]) for r in rows if r["kind"] == "batch")
     assert restarted_after < cold["data"]["started_t_seconds"] <= cold["t_seconds"], cold
     assert f"ready {ready:.1f}s after its container started" in cold["message"]
+    # Where the time after the load went: the restore says when it began, the reads when
+    # they were done (bench/time_to_verdict.py's phases come from these).
+    (restored,) = [e for e in run_events(run_dir) if e["kind"] == "restore"]
+    (read,) = [e for e in run_events(run_dir) if e["kind"] == "profiles-read"]
+    began = restored["data"]["began_t_seconds"]
+    assert cold["t_seconds"] <= began < restored["t_seconds"] <= read["t_seconds"], (restored, read)
     assert [r["batch"] for r in rows if r["kind"] == "batch"] == ["1", "2", "3"]
     captures = sorted(p.name for p in (run_dir / "profiles" / "raw").glob("memray-*.bin"))
     assert len(captures) >= 2, captures

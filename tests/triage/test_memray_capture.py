@@ -17,6 +17,7 @@ from triage.memray_capture import (
     frame_kind,
     parse_capture,
     parse_capture_isolated,
+    run_isolated,
     short_stack,
 )
 from triage.memray_cost import CaptureBudget, estimate_fixed_cost
@@ -264,3 +265,27 @@ def test_the_capture_volume_has_no_size_limit_and_the_keeper_adds_the_allowance(
         assert op["resources"]["limits"] == limits  # the operator keeps its own
         assert op["command"][-3:] == ["kopf", "run", "op.py"]
         profiler.close()
+
+
+def test_a_reader_is_killed_when_its_start_callback_fails(tmp_path: Path) -> None:
+    """The child would otherwise be waited for with no limit by Popen's exit."""
+    import sys
+
+    pids: list[int] = []
+
+    def started(pid: int) -> None:
+        pids.append(pid)
+        raise RuntimeError("callback failed")
+
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="callback failed"):
+        run_isolated(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            tmp_path / "capture.bin",
+            what="nothing",
+            timeout=120,
+            started=started,
+        )
+    assert time.monotonic() - t0 < 20
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)  # reaped: killed and waited for

@@ -15,7 +15,7 @@ from tests.conftest import KUBECONFIG, wait_until
 from tests.operator.conftest import RUNNER_IMAGE
 from triage.cluster import connect
 from triage.journal import Journal
-from triage.patch import apply, stopped_while_deleted
+from triage.patch import apply, owned_by_deployment, stopped_while_deleted
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -127,3 +127,22 @@ def test_a_pod_still_running_a_container_is_not_stopped() -> None:
     # A container with no status yet is not known to have stopped.
     pod["status"]["containerStatuses"].pop()
     assert not stopped_while_deleted(pod)
+
+
+def test_only_the_deployments_own_pods_are_candidates() -> None:
+    def pod(labels: dict[str, str], *refs: dict[str, Any]) -> dict[str, Any]:
+        return {"metadata": {"labels": labels, "ownerReferences": list(refs)}}
+
+    rs = {"kind": "ReplicaSet", "name": "op-5d8f7c9b6", "controller": True}
+    assert owned_by_deployment(pod({"pod-template-hash": "5d8f7c9b6"}, rs), "op")
+    # Same labels, another owner: another Deployment's ReplicaSet, a bare pod, a non-controller.
+    assert not owned_by_deployment(pod({"pod-template-hash": "5d8f7c9b6"}, rs), "op-5d8f7c9b6")
+    assert not owned_by_deployment(pod({"pod-template-hash": "7f6d5c4b3"}, rs), "op")
+    assert not owned_by_deployment(pod({"pod-template-hash": "5d8f7c9b6"}), "op")
+    assert not owned_by_deployment(
+        pod({"pod-template-hash": "5d8f7c9b6"}, {**rs, "controller": False}), "op"
+    )
+    assert not owned_by_deployment(
+        pod({"pod-template-hash": "5d8f7c9b6"}, {**rs, "kind": "StatefulSet"}), "op"
+    )
+    assert not owned_by_deployment(pod({}, rs), "op")

@@ -131,7 +131,8 @@ class Event:
     Kinds: container-restarted (the kubelet's reason, exit code and the container's last
     words), pod-replaced (deleted or evicted, with its reason: never an OOM), leader-changed,
     leader-lost, no-leader, deployment-changed (another writer, with its field manager),
-    cold-start, restore, cleanup, credentials-renewed, apiserver-unreachable, profile-error.
+    cold-start, restore (with when it began), cleanup, credentials-renewed, apiserver-unreachable,
+    profile-error, profiles-read (the profiler's reads were done).
     """
 
     kind: str
