@@ -10,6 +10,7 @@ change that every side sees. Public and dependency-free, like `oomcount`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from agentic_operator.resources import Resource
@@ -42,6 +43,7 @@ __all__ = [
     "SESSION_LABEL",
     "STOP_REASON_ANNOTATION",
     "TERMINAL_PHASES",
+    "TRANSIENT_CONFIG_ERROR",
     "VERSION",
     "pod_name",
     "role_binding_name",
@@ -107,6 +109,13 @@ FATAL_WAITING_REASONS = frozenset(
         "InvalidImageName",
     }
 )
+#: The kubelet's message when it could not read a Secret or ConfigMap from its own cache in
+#: time (it allows one second), as in "failed to sync secret cache: timed out waiting for the
+#: condition". It says nothing about the pod's configuration: the kubelet tries again on its
+#: next sync, and a Secret that really is missing reads `secret "x" not found` instead. So a
+#: CreateContainerConfigError with this message is reported, not fatal (upstream fails the
+#: session on it, which on a busy apiserver fails sessions that would have started).
+TRANSIENT_CONFIG_ERROR = re.compile(r"^failed to sync \S+ cache\b")
 
 PHASES = ("Pending", "Creating", "Running", "Stopping", "Stopped", "Completed", "Failed")
 TERMINAL_PHASES = frozenset({"Stopped", "Completed", "Failed"})

@@ -24,6 +24,7 @@ from agentic_operator.contract import (
     RUNNER_SECRETS_NAME,
     STOP_REASON_ANNOTATION,
     TERMINAL_PHASES,
+    TRANSIENT_CONFIG_ERROR,
 )
 
 __all__ = [
@@ -218,6 +219,13 @@ def _finished(obj: Obj, status: Obj, pod: PodView) -> Obj:
     return _runner_failed(obj, status, reason, message)
 
 
+def _kubelet_retries(pod: PodView) -> bool:
+    """The container is waiting on the kubelet's own cache, not on a fault in the pod."""
+    return pod.waiting_reason == "CreateContainerConfigError" and bool(
+        TRANSIENT_CONFIG_ERROR.match(pod.message)
+    )
+
+
 def from_pod(pod: PodView) -> Mutation:
     """Creating/Running follows the runner pod: scheduled, started, finished or stuck for good."""
 
@@ -227,7 +235,7 @@ def from_pod(pod: PodView) -> Mutation:
         before = status.get("conditions")
         if pod.phase in ("Succeeded", "Failed"):
             return _finished(obj, status, pod)
-        if pod.waiting_reason in FATAL_WAITING_REASONS:
+        if pod.waiting_reason in FATAL_WAITING_REASONS and not _kubelet_retries(pod):
             message = f"Runner cannot start: {pod.waiting_reason}"
             if pod.message:
                 message += f": {pod.message}"

@@ -132,7 +132,9 @@ def test_a_runner_image_that_cannot_start_fails_the_session(
         op.terminate()
 
 
-def _write_waiting(kube: KubeClient, ns: str, pod_name: str, reason: str) -> None:
+def _write_waiting(
+    kube: KubeClient, ns: str, pod_name: str, reason: str, message: str = ""
+) -> None:
     """Write the container status the kubelet would write for a runner stuck in `reason`."""
     for _ in range(10):
         pod = kube.get(PODS.path(ns, pod_name))
@@ -143,7 +145,9 @@ def _write_waiting(kube: KubeClient, ns: str, pod_name: str, reason: str) -> Non
                 "imageID": "",
                 "ready": False,
                 "restartCount": 0,
-                "state": {"waiting": {"reason": reason, "message": f"{reason} for the test"}},
+                "state": {
+                    "waiting": {"reason": reason, "message": message or f"{reason} for the test"}
+                },
             }
         ]
         try:
@@ -181,6 +185,38 @@ def test_a_runner_stuck_for_good_fails_the_session(
     assert ready["reason"] == reason
     assert f"{reason} for the test" in ready["message"]
     wait_until(lambda: _runner_gone(kube, ns, "stuck"), timeout=120, what="pod and Service gone")
+
+
+def test_a_kubelet_cache_timeout_waits_and_a_missing_secret_then_fails(
+    kube: KubeClient, bare_project: str, operator_process: OperatorProcess
+) -> None:
+    # On a busy apiserver the kubelet can fail to read the runner's Secret within its one
+    # second and reports CreateContainerConfigError "failed to sync secret cache"; it tries
+    # again on its next sync. The session must wait for that, saying why, and fail only
+    # when the kubelet says the configuration itself is wrong.
+    ns = bare_project
+    session = new_session(kube, ns, "slow")
+    create_parked_runner_pod(kube, ns, session, "slow-runner")
+    create_runner_secrets(kube, ns)
+    wait_until(lambda: phase(kube, ns, "slow") == "Creating", timeout=60, what="Creating")
+    transient = "failed to sync secret cache: timed out waiting for the condition"
+    _write_waiting(kube, ns, "slow-runner", "CreateContainerConfigError", transient)
+
+    def reported() -> bool:
+        conds = ((get_session(kube, ns, "slow") or {}).get("status") or {}).get("conditions", [])
+        return any(c["type"] == "RunnerStarted" and c.get("message") == transient for c in conds)
+
+    wait_until(reported, timeout=30, what="the kubelet's message on RunnerStarted")
+    # Several requeues (2 s apart while Creating) read the same pod and must keep waiting.
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        assert phase(kube, ns, "slow") == "Creating"
+        time.sleep(0.5)
+    assert kube.get(PODS.path(ns, "slow-runner"))["metadata"].get("deletionTimestamp") is None
+    _write_waiting(kube, ns, "slow-runner", "CreateContainerConfigError", 'secret "gone" not found')
+    wait_until(lambda: phase(kube, ns, "slow") == "Failed", timeout=60, what="Failed")
+    assert _ready(kube, ns, "slow")["reason"] == "CreateContainerConfigError"
+    wait_until(lambda: _runner_gone(kube, ns, "slow"), timeout=120, what="pod and Service gone")
 
 
 def test_a_going_pod_still_in_the_cache_does_not_hide_its_running_successor(

@@ -126,6 +126,34 @@ def test_a_transient_waiting_reason_is_only_reported() -> None:
     assert _cond(after, "RunnerStarted")["reason"] == "ContainerCreating"
 
 
+@pytest.mark.parametrize(
+    ("message", "fails"),
+    [
+        # The kubelet could not read the Secret from its cache within its second: it tries
+        # again on the next sync, so the session waits and says why.
+        ("failed to sync secret cache: timed out waiting for the condition", False),
+        ("failed to sync configmap cache: timed out waiting for the condition", False),
+        # The pod's configuration is wrong: it will not start without a change.
+        ('secret "ambient-runner-secrets" not found', True),
+        ("couldn't find key ANTHROPIC_API_KEY in Secret ns/ambient-runner-secrets", True),
+        ("", True),
+    ],
+)
+def test_a_config_error_fails_the_session_only_when_the_pod_is_at_fault(
+    message: str, fails: bool
+) -> None:
+    pod = _pod(phase="Pending", waiting_reason="CreateContainerConfigError", message=message)
+    after = _apply(st.from_pod(pod), {"phase": "Creating"})
+    assert after is not None
+    assert after["phase"] == ("Failed" if fails else "Creating")
+    started = _cond(after, "RunnerStarted")
+    assert (started["status"], started["reason"]) == ("False", "CreateContainerConfigError")
+    assert message in started.get("message", "")
+    if not fails:
+        assert "completionTime" not in after
+        assert not any(c["type"] == "Ready" for c in after.get("conditions", []))
+
+
 def test_nothing_follows_a_pod_once_another_writer_ended_the_session() -> None:
     for terminal in ("Completed", "Failed", "Stopped"):
         assert _apply(st.from_pod(_pod(running=True)), {"phase": terminal}) is None
