@@ -111,10 +111,12 @@ FATAL_WAITING_REASONS = frozenset(
 )
 #: The kubelet's message when it could not read a Secret or ConfigMap from its own cache in
 #: time (it allows one second), as in "failed to sync secret cache: timed out waiting for the
-#: condition". It says nothing about the pod's configuration: the kubelet tries again on its
-#: next sync, and a Secret that really is missing reads `secret "x" not found` instead. So a
-#: CreateContainerConfigError with this message is reported, not fatal (upstream fails the
-#: session on it, which on a busy apiserver fails sessions that would have started).
+#: condition": a busy apiserver, or the Node authorizer refusing the read while its graph has
+#: not yet caught up with a freshly bound pod. It says nothing about the pod's configuration:
+#: the kubelet tries again on its next sync, and a Secret that really is missing reads
+#: `secret "x" not found` instead. So a CreateContainerConfigError with this message is
+#: reported, not fatal (upstream fails the session on it, failing sessions that would have
+#: started a few seconds later).
 TRANSIENT_CONFIG_ERROR = re.compile(r"^failed to sync \S+ cache\b")
 
 PHASES = ("Pending", "Creating", "Running", "Stopping", "Stopped", "Completed", "Failed")

@@ -58,6 +58,16 @@ class Gap:
         return self.working_set_bytes - self.measure_bytes
 
 
+def own_intercept(fit: Fit, profiler_fixed_cost: float | None) -> float:
+    """The fitted memory at zero sessions less what the profiler itself holds.
+
+    Every point the limit is projected to (predicted OOM, its range, a flat run's bound,
+    the recommended limit) starts from here, so a profiled run and an unprofiled one of
+    the same load land on the same figures.
+    """
+    return fit.intercept - (profiler_fixed_cost or 0.0)
+
+
 @dataclass(frozen=True, slots=True)
 class RunSummary:
     """Every headline number of one run; `to_json()` is summary.json."""
@@ -142,7 +152,7 @@ class RunSummary:
         """
         if not self.flat or self.limit_bytes is None or self.fit is None:
             return None
-        intercept = self.fit.intercept - (self.profiler_fixed_cost or 0.0)
+        intercept = own_intercept(self.fit, self.profiler_fixed_cost)
         at_floor = (self.limit_bytes - intercept) / NOISE_FLOOR
         if at_floor <= 0:
             return 0.0
@@ -214,7 +224,7 @@ def summarize(
     corrected: float | None = None
     intercept = None
     if fit is not None:
-        intercept = fit.intercept - (fixed or 0.0)
+        intercept = own_intercept(fit, fixed)
         if limit is not None and fit.slope > 0:
             predicted = max(0.0, (limit - intercept) / fit.slope)
             if fit.slope_ci is not None:
