@@ -10,7 +10,6 @@ whole spec, after the journal records it, and the run waits for the rollout.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import re
 import time
@@ -171,21 +170,40 @@ def _unblock_recreate(cluster: Cluster, journal: Journal, dep: dict[str, Any]) -
         if not owned_by_deployment(pod, dep["metadata"]["name"]):
             continue
         pod_name = pod["metadata"]["name"]
+        uid = pod["metadata"]["uid"]
         if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
-            journal.record("delete-terminal-pod", pod=pod)
-            cluster.client.delete_if_present(PODS.path(journal.namespace, pod_name))
+            step = "delete-terminal-pod"
         elif stopped_while_deleted(pod):
-            journal.record("delete-stopped-pod", pod=pod)
-            with contextlib.suppress(NotFoundError, ConflictError):  # gone, or another pod
-                cluster.client.delete(
-                    PODS.path(journal.namespace, pod_name),
-                    body={
-                        "apiVersion": "v1",
-                        "kind": "DeleteOptions",
-                        "gracePeriodSeconds": 0,
-                        "preconditions": {"uid": pod["metadata"]["uid"]},
-                    },
-                )
+            step = "delete-stopped-pod"
+        else:
+            continue
+        journal.record(step, pod=pod)
+        journal.record("pod-deleted", name=pod_name, uid=uid, outcome=_delete_pod(
+            cluster, journal.namespace, pod_name, uid
+        ))  # fmt: skip
+
+
+def _delete_pod(cluster: Cluster, namespace: str, name: str, uid: str) -> str:
+    """Delete that one pod at once; what came of it, for the journal.
+
+    "deleted": this DELETE removed it; "gone": it was already gone; "replaced": the name now
+    belongs to another pod (the UID precondition refused), which is left alone.
+    """
+    try:
+        cluster.client.delete(
+            PODS.path(namespace, name),
+            body={
+                "apiVersion": "v1",
+                "kind": "DeleteOptions",
+                "gracePeriodSeconds": 0,
+                "preconditions": {"uid": uid},
+            },
+        )
+    except NotFoundError:
+        return "gone"
+    except ConflictError:
+        return "replaced"
+    return "deleted"
 
 
 def owned_by_deployment(pod: dict[str, Any], deployment: str) -> bool:

@@ -237,7 +237,7 @@ def test_an_apiserver_restart_mid_batch_is_waited_out(ours: str, start: Start) -
     steps = [s["step"] for s in journal["steps"]]
     tail = steps[steps.index("restore-begin") :]
     assert tail[:2] == ["restore-begin", "restore"] and tail[-1] == "unlock", steps
-    assert set(tail[2:-1]) <= {"delete-stopped-pod", "delete-terminal-pod"}, steps
+    assert set(tail[2:-1]) <= {"delete-stopped-pod", "delete-terminal-pod", "pod-deleted"}, steps
     assert deployment(ours, "agentic-operator")["spec"] == before["spec"]
     assert _left(meta) == ""
 

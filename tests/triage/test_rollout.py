@@ -15,7 +15,7 @@ from tests.conftest import KUBECONFIG, wait_until
 from tests.operator.conftest import RUNNER_IMAGE
 from triage.cluster import connect
 from triage.journal import Journal
-from triage.patch import apply, owned_by_deployment, stopped_while_deleted
+from triage.patch import _delete_pod, apply, owned_by_deployment, stopped_while_deleted
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -80,12 +80,40 @@ def test_a_recreate_rollout_removes_the_stopped_old_pod_and_journals_it(
     assert [s["pod"]["metadata"]["uid"] for s in removed] == [old[0]["metadata"]["uid"]], (
         journal.steps
     )
+    # And that DELETE is what removed it (not the kubelet's own removal, not another pod).
+    outcomes = [(s["uid"], s["outcome"]) for s in journal.steps if s["step"] == "pod-deleted"]
+    assert outcomes == [(old[0]["metadata"]["uid"], "deleted")], journal.steps
     kept = removed[0]["pod"]
     assert stopped_while_deleted(kept)
     assert "terminated" in kept["status"]["containerStatuses"][0]["state"]
     pods = kube.list(PODS.path(namespace))["items"]
     assert [p["metadata"]["uid"] for p in pods] != [old[0]["metadata"]["uid"]]
     assert all(p["metadata"]["annotations"]["rollout-test/round"] == "2" for p in pods)
+
+
+def test_the_delete_says_what_came_of_it(namespace: str, kube: KubeClient) -> None:
+    # The journal's pod-deleted step must tell a pod this DELETE removed from one already
+    # gone and from a new pod that took the name (which the UID precondition leaves alone).
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p"},
+        # Bound to a node that does not exist: no kubelet ever runs or removes it.
+        "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "x"}]},
+    }
+    first = kube.create(PODS.path(namespace), pod)["metadata"]["uid"]
+    assert _delete_pod(cluster, namespace, "p", "not-" + first) == "replaced"
+    assert kube.get(PODS.path(namespace, "p"))["metadata"]["uid"] == first
+    assert _delete_pod(cluster, namespace, "p", first) == "deleted"
+    wait_until(
+        lambda: (
+            not any(p["metadata"]["name"] == "p" for p in kube.list(PODS.path(namespace))["items"])
+        ),
+        timeout=30,
+        what="the pod gone",
+    )
+    assert _delete_pod(cluster, namespace, "p", first) == "gone"
 
 
 def test_a_pod_still_running_a_container_is_not_stopped() -> None:
