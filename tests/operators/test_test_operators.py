@@ -1,7 +1,10 @@
 """The third-party test operators really run on the node and react to AgenticSessions, only in
 the namespaces they are given; their images are what triage will meet (entrypoint or command,
 which profilers are inside, no shell in the Go image); the py-spy sidecar dumps a Python
-operator that has no py-spy; the Go operator serves pprof only when asked, on loopback only.
+operator that has no py-spy; the Go operator serves pprof only when asked, on loopback only;
+triage's cold start restarts the two Python operators in place (their PID 1 takes SIGTERM)
+and deletes the Go operator's pod (nothing in its image can send a signal), and each lists
+what exists again.
 
 Each operator is deployed once per module (tests/operators/deploy.py) into its own namespace,
 scoped to namespaces whose names start with a per-module prefix and, for the two that support
@@ -21,11 +24,13 @@ from typing import Any
 
 import pytest
 
-from agentic_operator.kube import KubeClient
-from agentic_operator.resources import NAMESPACES
-from tests.conftest import TEST_LABEL, kubectl, wait_until
+from agentic_operator.kube import KubeClient, NotFoundError
+from agentic_operator.resources import NAMESPACES, PODS
+from tests.conftest import KUBECONFIG, TEST_LABEL, kubectl, wait_until
 from tests.operators.deploy import ACK_REASONS, OPERATORS, Deployed, deploy, undeploy
 from triage import pprof
+from triage.cluster import connect
+from triage.restart import restart, restart_count
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -224,6 +229,57 @@ def test_images_are_what_triage_will_meet(running: tuple[Deployed, Scope]) -> No
         assert spec["command"][:2] == [f"{venv}/bin/kopf", "run"]
         assert cmdline[1:3] == [f"{venv}/bin/kopf", "run"]
         assert have["memray"] is True and have["kopf"] is True
+
+
+#: How triage's cold start can restart each operator, and why not in place where it cannot.
+RESTART_HOW = {
+    "kopf-sessions": ("in-place", ""),  # kopf's reactor handles SIGTERM
+    "client-sessions": ("in-place", ""),  # the operator installs a SIGTERM handler
+    "go-informer": ("deleted", "cannot signal PID 1"),  # no shell and no `kill` to exec
+}
+
+
+def test_a_cold_start_restarts_it_and_it_lists_everything_again(
+    running: tuple[Deployed, Scope], kube: KubeClient
+) -> None:
+    # What `--restart-at` and the end-of-run cold start do, on each kind of real operator:
+    # the container restarted where its PID 1 takes SIGTERM, the pod deleted (with the
+    # reason) where it cannot be signalled; then the new process lists what exists again.
+    op, _ = running
+    wait_until(lambda: cached(op) == CANARIES, timeout=60, what="only the canary cached")
+    pod = op.pod()
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    done = restart(cluster, namespace=op.namespace, container=op.name, pod=pod)
+    how, why = RESTART_HOW[op.name]
+    assert done.how == how and why in done.fallback, done
+    if how == "in-place":
+        assert op.pod()["metadata"]["uid"] == pod["metadata"]["uid"]
+        wait_until(
+            lambda: restart_count(op.pod(), op.name) == done.restart_count + 1,
+            timeout=60,
+            what="the container started again",
+        )
+    else:
+        # The old pod gone for good, so what answers on the (host) port is the new process.
+        old = PODS.path(op.namespace, pod["metadata"]["name"])
+        wait_until(lambda: not _exists(kube, old), timeout=60, what="the old pod gone")
+
+    # The new process answers and has the canary from its initial list, not from an event.
+    def relisted() -> bool:
+        try:
+            return cached(op) == CANARIES
+        except (OSError, ValueError, KeyError):
+            return False
+
+    wait_until(relisted, timeout=90, what="the canary listed again")
+
+
+def _exists(kube: KubeClient, path: str) -> bool:
+    try:
+        kube.get(path)
+    except NotFoundError:
+        return False
+    return True
 
 
 def test_pyspy_sidecar_dumps_a_python_operator_without_pyspy(
