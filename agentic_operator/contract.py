@@ -44,6 +44,7 @@ __all__ = [
     "STOP_REASON_ANNOTATION",
     "TERMINAL_PHASES",
     "TRANSIENT_CONFIG_ERROR",
+    "TRANSIENT_CONFIG_GRACE",
     "VERSION",
     "pod_name",
     "role_binding_name",
@@ -112,12 +113,17 @@ FATAL_WAITING_REASONS = frozenset(
 #: The kubelet's message when it could not read a Secret or ConfigMap from its own cache in
 #: time (it allows one second), as in "failed to sync secret cache: timed out waiting for the
 #: condition": a busy apiserver, or the Node authorizer refusing the read while its graph has
-#: not yet caught up with a freshly bound pod. It says nothing about the pod's configuration:
-#: the kubelet tries again on its next sync, and a Secret that really is missing reads
-#: `secret "x" not found` instead. So a CreateContainerConfigError with this message is
-#: reported, not fatal (upstream fails the session on it, failing sessions that would have
-#: started a few seconds later).
+#: not yet caught up with a freshly bound pod. It says nothing about the pod's configuration,
+#: and the kubelet tries again on its next sync. So a CreateContainerConfigError with this
+#: message is reported and waited for, up to TRANSIENT_CONFIG_GRACE after the pod was made;
+#: any other message (a required Secret or key that does not exist) fails the session at
+#: once, as upstream does with every CreateContainerConfigError (which fails sessions that
+#: would have started a few seconds later).
 TRANSIENT_CONFIG_ERROR = re.compile(r"^failed to sync \S+ cache\b")
+#: Seconds after the runner pod was made past which that message is no longer waited for: a
+#: kubelet that still cannot read the Secret is broken, not slow (the image pull comes before
+#: the read, so the grace leaves room for a slow pull too).
+TRANSIENT_CONFIG_GRACE = 300.0
 
 PHASES = ("Pending", "Creating", "Running", "Stopping", "Stopped", "Completed", "Failed")
 TERMINAL_PHASES = frozenset({"Stopped", "Completed", "Failed"})

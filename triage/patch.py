@@ -171,6 +171,8 @@ def _unblock_recreate(cluster: Cluster, journal: Journal, dep: dict[str, Any]) -
             continue
         pod_name = pod["metadata"]["name"]
         uid = pod["metadata"]["uid"]
+        if pod["metadata"].get("deletionGracePeriodSeconds") == 0:
+            continue  # already deleted at once: only its finalizers hold it; asked once is enough
         if (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
             step = "delete-terminal-pod"
         elif stopped_while_deleted(pod):

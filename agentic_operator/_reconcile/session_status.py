@@ -16,6 +16,7 @@ from typing import Any
 
 from agentic_operator._conditions import now_rfc3339, set_condition
 from agentic_operator._reconcile.views import PodView
+from agentic_operator._session_store import parse_time
 from agentic_operator.contract import (
     FATAL_WAITING_REASONS,
     PREREQUISITE_EXIT_CODE,
@@ -25,6 +26,7 @@ from agentic_operator.contract import (
     STOP_REASON_ANNOTATION,
     TERMINAL_PHASES,
     TRANSIENT_CONFIG_ERROR,
+    TRANSIENT_CONFIG_GRACE,
 )
 
 __all__ = [
@@ -219,15 +221,23 @@ def _finished(obj: Obj, status: Obj, pod: PodView) -> Obj:
     return _runner_failed(obj, status, reason, message)
 
 
-def _kubelet_retries(pod: PodView) -> bool:
-    """The container is waiting on the kubelet's own cache, not on a fault in the pod."""
-    return pod.waiting_reason == "CreateContainerConfigError" and bool(
-        TRANSIENT_CONFIG_ERROR.match(pod.message)
-    )
+def _kubelet_retries(pod: PodView, now: float) -> bool:
+    """The container waits on the kubelet's own cache, not on a fault in the pod, and has
+    not waited past the grace (a pod of unknown age is given it)."""
+    if pod.waiting_reason != "CreateContainerConfigError":
+        return False
+    if not TRANSIENT_CONFIG_ERROR.match(pod.message):
+        return False
+    created = parse_time(pod.created_at)
+    return created is None or now - created < TRANSIENT_CONFIG_GRACE
 
 
-def from_pod(pod: PodView) -> Mutation:
-    """Creating/Running follows the runner pod: scheduled, started, finished or stuck for good."""
+def from_pod(pod: PodView, now: float) -> Mutation:
+    """Creating/Running follows the runner pod: scheduled, started, finished or stuck for good.
+
+    `now` (epoch seconds) decides whether a kubelet that cannot read the runner's Secret
+    yet is still given time.
+    """
 
     @_from("Creating", "Running")
     def mutate(obj: Obj, status: Obj) -> Obj | None:
@@ -235,10 +245,14 @@ def from_pod(pod: PodView) -> Mutation:
         before = status.get("conditions")
         if pod.phase in ("Succeeded", "Failed"):
             return _finished(obj, status, pod)
-        if pod.waiting_reason in FATAL_WAITING_REASONS and not _kubelet_retries(pod):
+        if pod.waiting_reason in FATAL_WAITING_REASONS and not _kubelet_retries(pod, now):
             message = f"Runner cannot start: {pod.waiting_reason}"
             if pod.message:
                 message += f": {pod.message}"
+            if pod.waiting_reason == "CreateContainerConfigError" and TRANSIENT_CONFIG_ERROR.match(
+                pod.message
+            ):
+                message += f" (still, {TRANSIENT_CONFIG_GRACE:.0f}s after the pod was made)"
             return _runner_failed(obj, status, pod.waiting_reason, message)
         if pod.deleting:
             return None

@@ -288,7 +288,7 @@ class SessionReconciler:
         return Result(requeue_after=REQUEUE["Running"])
 
     def _follow_pod(self, ns: str, name: str, live: Obj, pod: PodView) -> Result:
-        after = self._write_status(ns, name, live, st.from_pod(pod))
+        after = self._write_status(ns, name, live, st.from_pod(pod, self._clock()))
         phase = view(after).phase if after is not None else ""
         if after is None or phase in TERMINAL_PHASES:
             # Completed or Failed (a fatal waiting reason included): nothing keeps running.

@@ -49,6 +49,7 @@ class PodView(NamedTuple):
     waiting_reason: str
     message: str
     containers: tuple[ContainerRestarts, ...]
+    created_at: str = ""  # RFC 3339, the pod's creationTimestamp
 
 
 class SettingsView(NamedTuple):
@@ -115,6 +116,7 @@ def _from_pod(obj: dict[str, Any]) -> PodView:
         waiting_reason=str(waiting.get("reason") or "") if isinstance(waiting, dict) else "",
         message=message[:_MESSAGE_CAP],
         containers=tuple(_container_restarts(s) for s in statuses),
+        created_at=str(meta.get("creationTimestamp") or ""),
     )
 
 

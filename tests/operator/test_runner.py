@@ -193,7 +193,9 @@ def test_a_kubelet_cache_timeout_waits_and_a_missing_secret_then_fails(
     # On a busy apiserver the kubelet can fail to read the runner's Secret within its one
     # second and reports CreateContainerConfigError "failed to sync secret cache"; it tries
     # again on its next sync. The session must wait for that, saying why, and fail only
-    # when the kubelet says the configuration itself is wrong.
+    # when the kubelet says the configuration itself is wrong (the runner's own Secrets are
+    # optional, so the message written last is another pod's kind of error, as a kubelet
+    # would write it).
     ns = bare_project
     session = new_session(kube, ns, "slow")
     create_parked_runner_pod(kube, ns, session, "slow-runner")

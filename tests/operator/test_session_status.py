@@ -8,13 +8,14 @@ test_sessions.py show the same rules on real objects; these pin every branch.
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from agentic_operator._reconcile import session_status as st
 from agentic_operator._reconcile.views import PodView
-from agentic_operator.contract import FATAL_WAITING_REASONS
+from agentic_operator.contract import FATAL_WAITING_REASONS, TRANSIENT_CONFIG_GRACE
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +33,14 @@ def _apply(mutate: st.Mutation, status: Obj) -> Obj | None:
 
 def _cond(status: Obj, ctype: str) -> Obj:
     return next(c for c in status["conditions"] if c["type"] == ctype)
+
+
+#: The reconciler's clock for from_pod: 2027-01-15T08:00:00Z.
+NOW = 1_800_000_000.0
+
+
+def _rfc3339(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 #: A scheduled runner pod (phase Running) whose runner container is not running yet.
@@ -100,7 +109,7 @@ def test_runner_exit_decides_the_final_phase(
     pod: PodView, phase: str, reason: str, in_message: str
 ) -> None:
     for start in ("Creating", "Running"):
-        after = _apply(st.from_pod(pod), {"phase": start})
+        after = _apply(st.from_pod(pod, NOW), {"phase": start})
         assert after is not None
         assert after["phase"] == phase
         assert after["completionTime"]
@@ -112,7 +121,7 @@ def test_runner_exit_decides_the_final_phase(
 @pytest.mark.parametrize("reason", sorted(FATAL_WAITING_REASONS))
 def test_fatal_waiting_reasons_fail_the_session(reason: str) -> None:
     pod = _pod(phase="Pending", waiting_reason=reason, message="back-off pulling image")
-    after = _apply(st.from_pod(pod), {"phase": "Creating"})
+    after = _apply(st.from_pod(pod, NOW), {"phase": "Creating"})
     assert after is not None
     assert after["phase"] == "Failed" and after["completionTime"]
     assert _cond(after, "Ready")["reason"] == reason
@@ -121,7 +130,7 @@ def test_fatal_waiting_reasons_fail_the_session(reason: str) -> None:
 
 def test_a_transient_waiting_reason_is_only_reported() -> None:
     pod = _pod(phase="Pending", waiting_reason="ContainerCreating")
-    after = _apply(st.from_pod(pod), {"phase": "Creating"})
+    after = _apply(st.from_pod(pod, NOW), {"phase": "Creating"})
     assert after is not None and after["phase"] == "Creating"
     assert _cond(after, "RunnerStarted")["reason"] == "ContainerCreating"
 
@@ -133,7 +142,8 @@ def test_a_transient_waiting_reason_is_only_reported() -> None:
         # again on the next sync, so the session waits and says why.
         ("failed to sync secret cache: timed out waiting for the condition", False),
         ("failed to sync configmap cache: timed out waiting for the condition", False),
-        # The pod's configuration is wrong: it will not start without a change.
+        # The pod's configuration is wrong (a required Secret or key that does not exist):
+        # it will not start without a change.
         ('secret "ambient-runner-secrets" not found', True),
         ("couldn't find key ANTHROPIC_API_KEY in Secret ns/ambient-runner-secrets", True),
         ("", True),
@@ -143,7 +153,7 @@ def test_a_config_error_fails_the_session_only_when_the_pod_is_at_fault(
     message: str, fails: bool
 ) -> None:
     pod = _pod(phase="Pending", waiting_reason="CreateContainerConfigError", message=message)
-    after = _apply(st.from_pod(pod), {"phase": "Creating"})
+    after = _apply(st.from_pod(pod, NOW), {"phase": "Creating"})
     assert after is not None
     assert after["phase"] == ("Failed" if fails else "Creating")
     started = _cond(after, "RunnerStarted")
@@ -154,9 +164,33 @@ def test_a_config_error_fails_the_session_only_when_the_pod_is_at_fault(
         assert not any(c["type"] == "Ready" for c in after.get("conditions", []))
 
 
+@pytest.mark.parametrize(
+    ("age", "fails"),
+    [(0.0, False), (TRANSIENT_CONFIG_GRACE - 5, False), (TRANSIENT_CONFIG_GRACE + 5, True)],
+)
+def test_a_kubelet_that_cannot_read_the_secret_is_waited_for_only_so_long(
+    age: float, fails: bool
+) -> None:
+    # A kubelet still unable to read the Secret minutes after the pod was made is broken,
+    # not slow: past the grace the session fails and says how long it waited.
+    pod = _pod(
+        phase="Pending",
+        waiting_reason="CreateContainerConfigError",
+        message="failed to sync secret cache: timed out waiting for the condition",
+        created_at=_rfc3339(NOW - age),
+    )
+    after = _apply(st.from_pod(pod, NOW), {"phase": "Creating"})
+    assert after is not None
+    assert after["phase"] == ("Failed" if fails else "Creating")
+    if fails:
+        ready = _cond(after, "Ready")
+        assert ready["reason"] == "CreateContainerConfigError"
+        assert f"{TRANSIENT_CONFIG_GRACE:.0f}s after the pod was made" in ready["message"]
+
+
 def test_nothing_follows_a_pod_once_another_writer_ended_the_session() -> None:
     for terminal in ("Completed", "Failed", "Stopped"):
-        assert _apply(st.from_pod(_pod(running=True)), {"phase": terminal}) is None
+        assert _apply(st.from_pod(_pod(running=True), NOW), {"phase": terminal}) is None
         assert _apply(st.creating(True), {"phase": terminal}) is None
         assert _apply(st.failed("X", "y"), {"phase": terminal}) is None
         assert _apply(st.runner_secret_missing, {"phase": terminal}) is None

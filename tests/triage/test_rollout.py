@@ -12,7 +12,7 @@ import pytest
 from agentic_operator.kube import KubeClient
 from agentic_operator.resources import DEPLOYMENTS, PODS
 from tests.conftest import KUBECONFIG, wait_until
-from tests.operator.conftest import RUNNER_IMAGE
+from tests.operator.conftest import RUNNER_IMAGE, create_admitted_pod
 from triage.cluster import connect
 from triage.journal import Journal
 from triage.patch import _delete_pod, apply, owned_by_deployment, stopped_while_deleted
@@ -100,9 +100,14 @@ def test_the_delete_says_what_came_of_it(namespace: str, kube: KubeClient) -> No
         "kind": "Pod",
         "metadata": {"name": "p"},
         # Bound to a node that does not exist: no kubelet ever runs or removes it.
-        "spec": {"nodeName": "no-such-node", "containers": [{"name": "c", "image": "x"}]},
+        "spec": {
+            "nodeName": "no-such-node",
+            "containers": [{"name": "c", "image": "x"}],
+            "automountServiceAccountToken": False,
+        },
     }
-    first = kube.create(PODS.path(namespace), pod)["metadata"]["uid"]
+    create_admitted_pod(kube, namespace, pod)  # a new namespace may not have its token yet
+    first = kube.get(PODS.path(namespace, "p"))["metadata"]["uid"]
     assert _delete_pod(cluster, namespace, "p", "not-" + first) == "replaced"
     assert kube.get(PODS.path(namespace, "p"))["metadata"]["uid"] == first
     assert _delete_pod(cluster, namespace, "p", first) == "deleted"
