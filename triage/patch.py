@@ -180,9 +180,8 @@ def _unblock_recreate(cluster: Cluster, journal: Journal, dep: dict[str, Any]) -
         else:
             continue
         journal.record(step, pod=pod)
-        journal.record("pod-deleted", name=pod_name, uid=uid, outcome=_delete_pod(
-            cluster, journal.namespace, pod_name, uid
-        ))  # fmt: skip
+        outcome = _delete_pod(cluster, journal.namespace, pod_name, uid)
+        journal.record("pod-deleted", name=pod_name, uid=uid, outcome=outcome)
 
 
 def _delete_pod(cluster: Cluster, namespace: str, name: str, uid: str) -> str:

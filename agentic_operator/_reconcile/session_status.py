@@ -221,12 +221,16 @@ def _finished(obj: Obj, status: Obj, pod: PodView) -> Obj:
     return _runner_failed(obj, status, reason, message)
 
 
+def _cache_timeout(pod: PodView) -> bool:
+    """The container waits on the kubelet's own cache, not on a fault in the pod."""
+    return pod.waiting_reason == "CreateContainerConfigError" and bool(
+        TRANSIENT_CONFIG_ERROR.match(pod.message)
+    )
+
+
 def _kubelet_retries(pod: PodView, now: float) -> bool:
-    """The container waits on the kubelet's own cache, not on a fault in the pod, and has
-    not waited past the grace (a pod of unknown age is given it)."""
-    if pod.waiting_reason != "CreateContainerConfigError":
-        return False
-    if not TRANSIENT_CONFIG_ERROR.match(pod.message):
+    """A cache timeout within the grace (a pod of unknown age is given it)."""
+    if not _cache_timeout(pod):
         return False
     created = parse_time(pod.created_at)
     return created is None or now - created < TRANSIENT_CONFIG_GRACE
@@ -249,9 +253,7 @@ def from_pod(pod: PodView, now: float) -> Mutation:
             message = f"Runner cannot start: {pod.waiting_reason}"
             if pod.message:
                 message += f": {pod.message}"
-            if pod.waiting_reason == "CreateContainerConfigError" and TRANSIENT_CONFIG_ERROR.match(
-                pod.message
-            ):
+            if _cache_timeout(pod):
                 message += f" (still, {TRANSIENT_CONFIG_GRACE:.0f}s after the pod was made)"
             return _runner_failed(obj, status, pod.waiting_reason, message)
         if pod.deleting:

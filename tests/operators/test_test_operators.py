@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from agentic_operator.kube import KubeClient, NotFoundError
+from agentic_operator.kube import KubeClient
 from agentic_operator.resources import NAMESPACES, PODS
 from tests.conftest import KUBECONFIG, TEST_LABEL, kubectl, wait_until
 from tests.operators.deploy import ACK_REASONS, OPERATORS, Deployed, deploy, undeploy
@@ -262,7 +262,7 @@ def test_a_cold_start_restarts_it_and_it_lists_everything_again(
     else:
         # The old pod gone for good, so what answers on the (host) port is the new process.
         old = PODS.path(op.namespace, pod["metadata"]["name"])
-        wait_until(lambda: not _exists(kube, old), timeout=60, what="the old pod gone")
+        wait_until(lambda: kube.get_or_none(old) is None, timeout=60, what="the old pod gone")
 
     # The new process answers and has the canary from its initial list, not from an event.
     def relisted() -> bool:
@@ -272,14 +272,6 @@ def test_a_cold_start_restarts_it_and_it_lists_everything_again(
             return False
 
     wait_until(relisted, timeout=90, what="the canary listed again")
-
-
-def _exists(kube: KubeClient, path: str) -> bool:
-    try:
-        kube.get(path)
-    except NotFoundError:
-        return False
-    return True
 
 
 def test_pyspy_sidecar_dumps_a_python_operator_without_pyspy(

@@ -112,11 +112,7 @@ def test_the_delete_says_what_came_of_it(namespace: str, kube: KubeClient) -> No
     assert kube.get(PODS.path(namespace, "p"))["metadata"]["uid"] == first
     assert _delete_pod(cluster, namespace, "p", first) == "deleted"
     wait_until(
-        lambda: (
-            not any(p["metadata"]["name"] == "p" for p in kube.list(PODS.path(namespace))["items"])
-        ),
-        timeout=30,
-        what="the pod gone",
+        lambda: kube.get_or_none(PODS.path(namespace, "p")) is None, timeout=30, what="the pod gone"
     )
     assert _delete_pod(cluster, namespace, "p", first) == "gone"
 
