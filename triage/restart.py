@@ -24,6 +24,7 @@ it again. Where that cannot work the pod is deleted, as before, and the result s
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,7 +33,7 @@ from agentic_operator.kube import KubeError
 from agentic_operator.resources import PODS
 from triage.cluster import Cluster
 from triage.podio import exec_in
-from triage.sampling import container_status, state_text
+from triage.sampling import container_status
 
 #: How long a signalled PID 1 may take to stop before the pod is deleted instead.
 STOP_WAIT = 10.0
@@ -68,11 +69,22 @@ def restart_count(pod: dict[str, Any], container: str) -> int:
     return int(container_status(pod, container).get("restartCount", 0))
 
 
-def _stopped(pod: dict[str, Any], container: str, before: int) -> bool:
+def _stopped(pod: dict[str, Any], container: str, before: int, before_id: str) -> bool:
+    """The container that ran when the restart began has stopped: a restart counted, that
+    container terminated, or the kubelet already reports it as the last one.
+
+    Only a container that was there can stop: one still waiting for its first start (its
+    pod just made, the kubelet's report behind the process) has not, whatever its state.
+    """
     status = container_status(pod, container)
     if not status:
         return False
-    return int(status.get("restartCount", 0)) > before or state_text(status) != "running"
+    if int(status.get("restartCount", 0)) > before:
+        return True
+    if "terminated" in (status.get("state") or {}):
+        return True
+    last = (status.get("lastState") or {}).get("terminated") or {}
+    return bool(before_id) and last.get("containerID") == before_id
 
 
 def in_place_blocker(pod: dict[str, Any]) -> str | None:
@@ -91,7 +103,12 @@ def _no_handler(said: bytes, container: str) -> str:
 def restart(cluster: Cluster, *, namespace: str, container: str, pod: dict[str, Any]) -> Restarted:
     """Restart `container` of `pod` in place, or delete the pod when that cannot work."""
     name = pod["metadata"]["name"]
+    # The caller's copy can be older than the kubelet's last report: the stop is judged
+    # against the container as it is now.
+    with contextlib.suppress(KubeError):  # unreadable now: the caller's copy it is
+        pod = cluster.client.get_or_none(PODS.path(namespace, name)) or pod
     before = restart_count(pod, container)
+    before_id = str(container_status(pod, container).get("containerID") or "")
     why = in_place_blocker(pod)
     done = None
     if why is None:
@@ -110,7 +127,7 @@ def restart(cluster: Cluster, *, namespace: str, container: str, pod: dict[str, 
         # a short look then, the whole wait only for a signal that was surely sent.
         sent = done is not None and done.ok
         wait = STOP_WAIT if sent else FAILED_EXEC_WAIT
-        if _wait_stopped(cluster, namespace, name, container, before, wait):
+        if _wait_stopped(cluster, namespace, name, container, before, before_id, wait):
             return Restarted(name, "in-place", before)
         why = (
             f"PID 1 of {container} did not stop within {STOP_WAIT:.0f}s of SIGTERM"
@@ -122,12 +139,20 @@ def restart(cluster: Cluster, *, namespace: str, container: str, pod: dict[str, 
 
 
 def _wait_stopped(
-    cluster: Cluster, namespace: str, pod: str, container: str, before: int, wait: float
+    cluster: Cluster,
+    namespace: str,
+    pod: str,
+    container: str,
+    before: int,
+    before_id: str,
+    wait: float,
 ) -> bool:
     deadline = time.monotonic() + wait
     while True:
         try:
-            if _stopped(cluster.client.get(PODS.path(namespace, pod)), container, before):
+            if _stopped(
+                cluster.client.get(PODS.path(namespace, pod)), container, before, before_id
+            ):
                 return True
         except KubeError:
             pass

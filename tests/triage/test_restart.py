@@ -16,6 +16,7 @@ from tests.operator.conftest import RUNNER_IMAGE
 from triage import restart as restart_mod
 from triage.cluster import connect
 from triage.restart import in_place_blocker, restart, restart_count
+from triage.sampling import container_status
 
 pytestmark = [pytest.mark.cluster, pytest.mark.node]
 
@@ -125,3 +126,50 @@ def test_a_shared_process_namespace_is_never_signalled(namespace: str, kube: Kub
     done = restart(cluster, namespace=namespace, container="op", pod=pod)
     assert done.how == "deleted" and "process namespace" in done.fallback
     assert time.monotonic() - t0 < 5, "no signal was sent, so nothing was waited for"
+
+
+def test_a_container_not_started_yet_is_not_taken_for_a_stopped_one(
+    namespace: str, kube: KubeClient
+) -> None:
+    """A container still waiting for its first start (here behind an init container) cannot
+    be signalled, and that it is not running says nothing about a restart: the pod is
+    deleted with the reason, never reported as restarted in place."""
+    init = {
+        "name": "first",
+        "image": RUNNER_IMAGE,
+        "imagePullPolicy": "Never",
+        "command": ["/bin/sh", "-c", "sleep 120"],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+    }
+    kube.create(PODS.path(namespace), _pod("late", _POLITE, initContainers=[init]))
+
+    def initializing() -> dict[str, Any] | None:
+        pod = kube.get(PODS.path(namespace, "late"))
+        status = container_status(pod, "op")
+        waiting = (status.get("state") or {}).get("waiting") or {}
+        return pod if waiting.get("reason") == "PodInitializing" else None
+
+    pod = wait_until(initializing, timeout=60, what="the container waiting for its first start")
+    cluster = connect(kubeconfig=str(KUBECONFIG), context=None)
+    done = restart(cluster, namespace=namespace, container="op", pod=pod)
+    assert done.how == "deleted" and "cannot signal PID 1" in done.fallback, done
+    _gone(kube, namespace, "late")
+
+
+def test_a_stop_is_read_from_the_container_that_ran() -> None:
+    # What the kubelet reports after the restart began, for a container that ran as "c-1"
+    # with no restart counted yet.
+    def pod(state: dict[str, Any], last: dict[str, Any] | None = None, count: int = 0) -> Any:
+        status = {"name": "op", "restartCount": count, "state": state, "lastState": last or {}}
+        return {"status": {"containerStatuses": [status]}}
+
+    stopped = restart_mod._stopped
+    assert not stopped(pod({"running": {}}), "op", 0, "c-1")
+    assert stopped(pod({"running": {}}, count=1), "op", 0, "c-1")
+    assert stopped(pod({"terminated": {"exitCode": 0}}), "op", 0, "c-1")
+    back_off = {"waiting": {"reason": "CrashLoopBackOff"}}
+    assert stopped(pod(back_off, {"terminated": {"containerID": "c-1"}}), "op", 0, "c-1")
+    # Waiting, but for a first start, or after some earlier container: not this stop.
+    assert not stopped(pod({"waiting": {"reason": "PodInitializing"}}), "op", 0, "")
+    assert not stopped(pod(back_off, {"terminated": {"containerID": "c-0"}}), "op", 0, "c-1")
+    assert not stopped({"status": {}}, "op", 0, "c-1")
